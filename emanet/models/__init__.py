@@ -1,0 +1,22 @@
+"""Dilated ResNets, heads, the segmentor and the model registry."""
+
+from .heads import ASPPHead, EMAHead, FCNHead, NonLocalHead
+from .pretrained import from_pretrained, save_pretrained
+from .registry import create_model, describe_model, list_models, model_options
+from .resnet import ResNet
+from .segmentor import Segmentor
+
+__all__ = [
+    "ResNet",
+    "EMAHead",
+    "FCNHead",
+    "ASPPHead",
+    "NonLocalHead",
+    "Segmentor",
+    "create_model",
+    "list_models",
+    "model_options",
+    "describe_model",
+    "save_pretrained",
+    "from_pretrained",
+]

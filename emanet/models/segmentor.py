@@ -1,0 +1,102 @@
+"""Backbone + decode head (+ optional auxiliary head) -> logits at the input size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .heads import EMAHead
+
+__all__ = ["Segmentor"]
+
+
+class Segmentor(nn.Module):
+    """A segmentation network: `backbone` -> `decode_head` on the last stage; an optional
+    `aux_head` on layer3 for the auxiliary loss (training only).
+
+    Args:
+        backbone: a `ResNet` returning its four stage outputs.
+        decode_head: maps the last stage to (B, num_classes, h, w).
+        aux_head: optional head on the third stage (OpenMMLab: FCN, loss weight 0.4).
+        align_corners: of the final bilinear upsampling (authors: True, OpenMMLab: False).
+        config: the `create_model` arguments that rebuild this model (saved by
+            `save_pretrained`).
+
+    Shapes:
+        images (B, in_channels, H, W) -> logits (B, num_classes, H, W).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        decode_head: nn.Module,
+        aux_head: nn.Module | None = None,
+        align_corners: bool = True,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = decode_head
+        self.aux_head = aux_head
+        self.align_corners = align_corners
+        self.config = dict(config or {})
+
+    @property
+    def num_classes(self) -> int:
+        return self.decode_head.classifier.out_channels
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name", type(self).__name__)
+
+    def _upsample(self, x: torch.Tensor, size) -> torch.Tensor:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
+
+    def forward(self, images: torch.Tensor, return_aux: bool = False, return_attention: bool = False):
+        """Logits at the input size.
+
+        Args:
+            images: (B, in_channels, H, W), normalised.
+            return_aux: also return the auxiliary head's logits (needs an aux head).
+            return_attention: also return the EM responsibilities (B, K, h, w) (EMA heads only).
+
+        Returns:
+            logits (B, num_classes, H, W); with either flag a dict with "out" and, as asked,
+            "aux" (B, num_classes, H, W) and "attention" (B, K, h, w).
+        """
+        expected = self.backbone.in_channels
+        if images.dim() != 4 or images.shape[1] != expected:
+            raise ValueError(
+                f"{self.name} expects images of shape (B, {expected}, H, W); got {tuple(images.shape)}"
+            )
+        size = images.shape[-2:]
+        features = self.backbone(images)
+        if return_attention:
+            if not isinstance(self.decode_head, EMAHead):
+                raise ValueError(
+                    f"{self.name} has a {type(self.decode_head).__name__}, which has no EM attention "
+                    "maps; return_attention needs an EMAHead (emanet_* models)"
+                )
+            logits, attention = self.decode_head(features[-1], return_attention=True)
+        else:
+            logits, attention = self.decode_head(features[-1]), None
+        logits = self._upsample(logits, size)
+        if not (return_aux or return_attention):
+            return logits
+        out = {"out": logits}
+        if return_aux:
+            if self.aux_head is None:
+                raise ValueError(f"{self.name} has no auxiliary head; create it with aux_head=True")
+            out["aux"] = self._upsample(self.aux_head(features[2]), size)
+        if return_attention:
+            out["attention"] = attention
+        return out
+
+    def save_pretrained(self, directory, class_names=None, palette=None) -> None:
+        """Write `directory/config.json` and `directory/model.safetensors` (atomically)."""
+        from .pretrained import save_pretrained
+
+        save_pretrained(self, directory, class_names=class_names, palette=palette)

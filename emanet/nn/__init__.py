@@ -1,0 +1,7 @@
+"""Layers: the EM attention unit and the context blocks it is compared with."""
+
+from .attention import ASPP, NonLocal2d
+from .conv_bn_act import ConvBNReLU
+from .ema import EMAU, em_iterations, normalize_bases
+
+__all__ = ["EMAU", "em_iterations", "normalize_bases", "NonLocal2d", "ASPP", "ConvBNReLU"]
