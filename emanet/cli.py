@@ -1,44 +1,38 @@
-"""The `emanet` command. Each subcommand lives in the module that does the work; this file
-only parses arguments and turns errors into one line (`--debug` shows the traceback)."""
+"""The `emanet` command.
+
+Each subcommand is a module in `emanet/commands/` with `configure(parser)` and `run(args)`;
+this file only builds the parser (importing a command's module lazily, when it runs) and turns
+errors into one line (`--debug` shows the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
-
-def _cmd_models(args) -> int:
-    from .models import describe_model, list_models
-
-    for name in list_models(args.pattern):
-        print(f"{name:16s} {describe_model(name)}")
-    return 0
-
-
-def _cmd_demo(args) -> int:
-    from .demo import run_demo
-
-    run_demo(args.out, seed=args.seed)
-    return 0
+# name -> (module in emanet.commands, one-line help)
+COMMANDS = {
+    "models": ("models", "list the registered models"),
+    "demo": ("demo", "run the demo on the built-in data (no download)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="emanet", description="Expectation-Maximization Attention Networks for semantic segmentation."
+        prog="emanet",
+        description="Expectation-Maximization Attention Networks for semantic segmentation.",
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("models", help="list the registered models")
-    p.add_argument("pattern", nargs="?", default=None, help='shell-style filter, e.g. "emanet_*"')
-    p.set_defaults(func=_cmd_models)
-
-    p = sub.add_parser("demo", help="run the demo on the built-in data (no download)")
-    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_demo)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"emanet.commands.{module_name}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        module.configure(p)
+        p.set_defaults(func=module.run)
     return parser
 
 
