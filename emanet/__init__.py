@@ -6,9 +6,12 @@ from .models import (
     describe_model,
     from_pretrained,
     list_models,
+    load_mmseg,
+    load_official,
     model_options,
 )
 from .nn import EMAU, em_iterations
+from .optimize import optimize_for_inference
 
 __version__ = "0.1.0"
 
@@ -21,5 +24,8 @@ __all__ = [
     "model_options",
     "describe_model",
     "from_pretrained",
+    "load_official",
+    "load_mmseg",
+    "optimize_for_inference",
     "__version__",
 ]

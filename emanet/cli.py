@@ -17,6 +17,13 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS = {
     "models": ("models", "list the registered models"),
     "demo": ("demo", "run the demo on the built-in data (no download)"),
+    "bench": ("bench", "parameters, multiply-adds, latency and peak memory (paper Table 1)"),
+    "export": ("export", "export a model to ONNX (dynamic height and width)"),
+    "train": ("train", "train a model with a recipe and key=value overrides"),
+    "eval": ("eval", "evaluate a checkpoint on a validation split"),
+    "predict": ("predict", "segment images; write masks, overlays and attention maps"),
+    "convert": ("convert", "import the authors' or OpenMMLab's EMANet checkpoint"),
+    "report": ("report", "write RUN_DIR/report.html: curves, evaluation, samples, attention maps"),
 }
 
 

@@ -1,5 +1,6 @@
 """Dilated ResNets, heads, the segmentor and the model registry."""
 
+from .convert import export_mmseg, export_official, load_mmseg, load_official
 from .heads import ASPPHead, EMAHead, FCNHead, NonLocalHead
 from .pretrained import from_pretrained, save_pretrained
 from .registry import create_model, describe_model, list_models, model_options
@@ -19,4 +20,8 @@ __all__ = [
     "describe_model",
     "save_pretrained",
     "from_pretrained",
+    "load_official",
+    "load_mmseg",
+    "export_official",
+    "export_mmseg",
 ]

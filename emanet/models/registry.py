@@ -119,12 +119,23 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
-def create_model(name: str, num_classes: int = 21, **overrides) -> Segmentor:
+def create_model(
+    name: str,
+    num_classes: int = 21,
+    backbone_weights=None,
+    backbone_weights_strict: bool = True,
+    **overrides,
+) -> Segmentor:
     """Create a registered model.
 
     Args:
         name: one of `list_models()`, e.g. "emanet_r101".
         num_classes: output classes (VOC: 21).
+        backbone_weights: optional ImageNet ResNet file (torchvision, timm, PyTorch-Encoding deep
+            base, OpenMMLab ResNetV1c; layout detected from the keys) loaded into the backbone.
+            Not stored in `model.config`: the weights travel in the saved model itself.
+        backbone_weights_strict: a missing, unexpected or wrongly shaped backbone tensor is an
+            error (default); False prints every skipped tensor instead.
         **overrides: options from `model_options(name)`, e.g. ema_channels=256, num_bases=32,
             eval_iters=5, output_stride=16, aux_head=True, align_corners=False.
 
@@ -134,6 +145,10 @@ def create_model(name: str, num_classes: int = 21, **overrides) -> Segmentor:
     entry = _get(name)
     model = build_segmentor(entry.head, entry.depth, num_classes, name=name, **dict(overrides))
     model.config.update(_jsonable(overrides))
+    if backbone_weights is not None:
+        from .convert_backbone import load_backbone_weights
+
+        load_backbone_weights(model.backbone, backbone_weights, strict=backbone_weights_strict)
     return model
 
 

@@ -135,6 +135,10 @@ class EMAU(nn.Module):
         responsibilities as (B, K, H, W), summing to 1 over K.
     """
 
+    # The faster formulation of ema_fast.py where it is exact (no autograd through the EM
+    # core); set False on an instance (or the class) to run the reference `em_iterations`.
+    use_fast_path: bool = True
+
     def __init__(
         self,
         channels: int,
@@ -211,20 +215,42 @@ class EMAU(nn.Module):
             raise ValueError(f"EMAU expects input of shape (B, {self.channels}, H, W); got {tuple(x.shape)}")
         identity = x
         b, c, h, w = x.shape
-        feats = self.conv_in(x).flatten(2)  # (B, C, N)
         num_iters = self.num_iters if self.training else self.eval_iters
-        with torch.set_grad_enabled(self.maintenance == "learned" and torch.is_grad_enabled()):
-            z, mu = em_iterations(
-                feats, self.bases, num_iters, self.temperature, self.base_norm, self.eps_mode
-            )
-            recon = torch.bmm(mu, z.transpose(1, 2)).view(b, c, h, w)  # A_R: X~ = Z mu
+        if self._can_use_fast_path(x):
+            from .ema_fast import fast_em_attention  # late import: ema_fast imports this module
+
+            # Same result, faster kernels, conv_in folded into the EM (see ema_fast.py).
+            attention, mu, recon = fast_em_attention(
+                x, self.bases, num_iters, self.temperature, self.base_norm, self.eps_mode,
+                self.conv_in.weight, self.conv_in.bias,
+            )  # fmt: skip
+        else:
+            feats = self.conv_in(x).flatten(2)  # (B, C, N)
+            with torch.set_grad_enabled(self.maintenance == "learned" and torch.is_grad_enabled()):
+                z, mu = em_iterations(
+                    feats, self.bases, num_iters, self.temperature, self.base_norm, self.eps_mode
+                )
+                recon = torch.bmm(mu, z.transpose(1, 2)).view(b, c, h, w)  # A_R: X~ = Z mu
+            attention = z.transpose(1, 2).reshape(b, self.num_bases, h, w)
         if self.training and self.maintenance == "moving_average":
             self._update_bases(mu)
-        out = self.bn_out(self.conv_out(F.relu(recon)))
-        out = F.relu(out + identity)
+        # In place where autograd allows it: saves two (B, C, H, W) allocations.
+        out = self.bn_out(self.conv_out(F.relu(recon, inplace=not recon.requires_grad)))
+        out = F.relu(out + identity, inplace=True)
         if return_attention:
-            return out, z.transpose(1, 2).reshape(b, self.num_bases, h, w)
+            return out, attention
         return out
+
+    def _can_use_fast_path(self, x: torch.Tensor) -> bool:
+        """The fast EM path needs no autograd through the EM core and plain eager tensors
+        (tracing/ONNX export and meta-device FLOP counting see the reference ops)."""
+        if not self.use_fast_path or x.device.type == "meta" or not x.is_floating_point():
+            return False
+        if self.maintenance == "learned" and torch.is_grad_enabled():
+            return False
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+            return False
+        return type(self.conv_in) is nn.Conv2d and self.conv_in.kernel_size == (1, 1)
 
     @torch.no_grad()
     def _update_bases(self, mu: torch.Tensor) -> None:

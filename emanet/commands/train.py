@@ -1,0 +1,36 @@
+"""`emanet train CONFIG [key=value ...]`: train with a recipe (works under torchrun)."""
+
+
+def configure(parser) -> None:
+    parser.add_argument("config", help="a shipped recipe name (see --list) or a YAML file")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value, e.g. train.iters=100 data.root=/data/VOC2012"
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        help="continue from the latest checkpoint of output_dir (or from the given file)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from ..engine.config import load_config
+    from ..engine.distributed import cleanup_distributed
+    from ..engine.train import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+        result = trainer.fit()
+        if trainer.is_main:
+            print(
+                f"{cfg.model.name}: mIoU {100 * result['mIoU']:.2f}  "
+                f"pixel acc {100 * result['pixel_acc']:.2f}  ({result['num_images']} images) "
+                f"-> {cfg.output_dir}"
+            )
+    finally:
+        cleanup_distributed()
+    return 0

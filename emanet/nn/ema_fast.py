@@ -1,0 +1,174 @@
+"""A faster formulation of the EM core for forwards without autograd through it.
+
+Same mathematics as `em_iterations` + the reconstruction of `EMAU`, arranged for the kernels
+that run fastest (measured in docs/benchmarks.md):
+
+- The unit's 1×1 `conv_in` (x = W f + b) is folded into the EM: the E-step logits are
+  f^T (W^T mu) + b^T mu and the M-step is W (f z) + b (1^T z), so the projected features x
+  (C×N per image, the most expensive tensor of the unit) are never computed. Only C×C×K
+  extra multiply-adds per step, against C×C×N for the convolution.
+- Every product (E-step, M-step, reconstruction) is an inner product over contiguous rows,
+  sent to oneDNN on CPU (`torch.ops.mkldnn._linear_pointwise`: about twice the rate of the
+  default fp32 `torch.mm`/`bmm` on this CPU, and faster than oneDNN's 1×1 convolution at
+  these shapes); `torch.mm` elsewhere. For that, x is held in both layouts, (N, C) and
+  (C, N): one copy per forward.
+- After the first iteration the bases differ per image, so the loop runs image by image;
+  at segmentation sizes each image's products are large enough for that to cost nothing.
+
+No autograd: callers use it where the EM core runs under no_grad (every maintenance except
+"learned").
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .ema import _ADD_EPS, _CLAMP_EPS, normalize_bases
+
+__all__ = ["fast_em_attention"]
+
+_ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _onednn_linear_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+_HAS_ONEDNN_LINEAR = _onednn_linear_available()
+
+
+def _mm_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """a @ b^T (+ bias) for a (M, D) and b (P, D) -> (M, P).
+
+    On CPU with contiguous fp32/bf16 operands this is oneDNN's inner product (the default
+    fp32 GEMM here runs AVX2-class code at about half its rate); elsewhere `torch.mm`.
+    """
+    if (
+        _HAS_ONEDNN_LINEAR
+        and a.device.type == "cpu"
+        and a.dtype in _ONEDNN_DTYPES
+        and a.dtype == b.dtype
+        and a.is_contiguous()
+        and b.is_contiguous()
+        and (bias is None or bias.dtype == a.dtype)
+    ):
+        return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
+    out = torch.mm(a, b.t())
+    return out if bias is None else out + bias
+
+
+def _l1_denominator(s: torch.Tensor, eps_mode: str) -> torch.Tensor:
+    return s + _ADD_EPS if eps_mode == "add" else s.clamp_min(_CLAMP_EPS)
+
+
+def _compute_dtype(x: torch.Tensor) -> tuple[torch.dtype, bool]:
+    """The dtype of the products (autocast's when it is on) and whether autocast is on."""
+    device_type = x.device.type
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type), True
+    return x.dtype, False
+
+
+@torch.no_grad()
+def fast_em_attention(
+    x: torch.Tensor,
+    bases: torch.Tensor,
+    num_iters: int,
+    temperature: float = 1.0,
+    base_norm: str = "l2",
+    eps_mode: str = "add",
+    proj_weight: torch.Tensor | None = None,
+    proj_bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """EM iterations and reconstruction, equal to `em_iterations` followed by X~ = mu z^T.
+
+    Args:
+        x: (B, C_in, H, W) features, contiguous or channels_last.
+        bases: (1, C, K) or (B, C, K) initial bases mu^(0).
+        num_iters: T >= 1.
+        temperature, base_norm, eps_mode: as `em_iterations`.
+        proj_weight: optional (C, C_in, 1, 1) weight of a 1×1 conv applied to `x` first (the
+            EMAU's conv_in); folded into the products instead of computed.
+        proj_bias: optional (C,) bias of that conv.
+
+    Returns:
+        z: (B, K, H, W) responsibilities of the last E-step (fp32 under autocast).
+        mu: (B, C, K) bases after the last M-step, fp32.
+        recon: (B, C, H, W) reconstruction X~ = mu z^T, in the products' dtype.
+    """
+    if num_iters < 1:
+        raise ValueError(f"num_iters={num_iters} is not valid; EM needs at least one iteration (>= 1)")
+    dtype, autocast = _compute_dtype(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return _run(
+            x.to(dtype),
+            bases,
+            num_iters,
+            temperature,
+            base_norm,
+            eps_mode,
+            proj_weight,
+            proj_bias,
+            dtype,
+            autocast,
+        )
+
+
+def _run(x, bases, num_iters, temperature, base_norm, eps_mode, proj_weight, proj_bias, dtype, autocast):
+    b, c_in, h, w = x.shape
+    n = h * w
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    # Both layouts of each image: (N, C_in) rows for the E-step, (C_in, N) for the M-step, so
+    # every product is an inner product over contiguous rows (one copy of x per forward).
+    x_nc = x.permute(0, 2, 3, 1).reshape(b, n, c_in).contiguous()  # (B, N, C_in)
+    x_cn = x.reshape(b, c_in, n) if not channels_last else x_nc.transpose(1, 2).contiguous()
+    inv_t = 1.0 / temperature
+    if proj_weight is not None:
+        w_proj = proj_weight.reshape(proj_weight.shape[0], c_in).to(dtype)  # (C, C_in)
+        w_proj_t = w_proj.t().contiguous()  # (C_in, C)
+        b_proj = proj_bias.float() if proj_bias is not None else None
+    zs, mus, recons = [], [], []
+    for i in range(b):
+        mu = bases[i if bases.shape[0] > 1 else 0].float()  # (C, K)
+        k = mu.shape[1]
+        for _ in range(num_iters):
+            mu_t = mu.t().contiguous()  # (K, C)
+            if proj_weight is not None:
+                # E-step through conv_in: logits = f^T (W^T mu) + b^T mu.
+                weight = _mm_nt(mu_t.to(dtype), w_proj_t)  # (K, C_in)
+                bias = mu_t @ b_proj if b_proj is not None else None  # (K,)
+            else:
+                weight, bias = mu_t.to(dtype), None
+            if inv_t != 1.0:
+                weight = weight * inv_t
+                bias = bias * inv_t if bias is not None else None
+            logits = _mm_nt(x_nc[i], weight, bias.to(dtype) if bias is not None else None)  # (N, K)
+            z = logits.float().softmax(dim=1)  # (N, K)
+            s = z.sum(dim=0)  # (K,)
+            denom = _l1_denominator(s, eps_mode)
+            z_l1_t = (z / denom).t().to(dtype).contiguous()  # (K, N), L1-normalised over N
+            m_t = _mm_nt(z_l1_t, x_cn[i])  # (K, C_in) = (f z)^T
+            if proj_weight is not None:
+                # M-step through conv_in: W (f z) + b (1^T z); 1^T z_l1 = s / denom exactly.
+                mu = _mm_nt(w_proj, m_t).float()  # (C, K)
+                if b_proj is not None:
+                    mu = mu + b_proj[:, None] * (s / denom)[None, :]
+            else:
+                mu = m_t.float().t()
+            mu = normalize_bases(mu[None], base_norm, eps_mode)[0]
+        zc, muc = z.to(dtype), mu.to(dtype).contiguous()
+        # X~ = mu z^T, written in the input's layout: (N, C) rows for channels_last, else (C, N).
+        recon = _mm_nt(zc, muc) if channels_last else _mm_nt(muc, zc)
+        zs.append(z)
+        mus.append(mu)
+        recons.append(recon)
+    z = (
+        (torch.stack(zs) if b > 1 else zs[0][None]).view(b, h, w, k).permute(0, 3, 1, 2)
+    )  # (B, K, H, W), channels_last strides
+    if not autocast:
+        z = z.to(x.dtype)
+    mu = torch.stack(mus)
+    recon = torch.stack(recons) if b > 1 else recons[0][None]  # no copy for one image
+    if channels_last:
+        return z, mu, recon.view(b, h, w, -1).permute(0, 3, 1, 2)  # (B, C, H, W), channels_last
+    return z, mu, recon.view(b, -1, h, w)

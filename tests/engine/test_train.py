@@ -1,0 +1,117 @@
+"""Trainer: bit-identical resume, the NaN guard, skipped bad samples, the run directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+import emanet.engine.train as train_module
+from emanet.data.fake import write_fake_dataset
+from emanet.engine.checkpoint import list_checkpoints, load_checkpoint
+from emanet.engine.config import load_config
+from emanet.engine.train import Trainer, TrainingDiverged
+
+
+def _states_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_is_bit_identical(tiny_config):
+    straight = Trainer(tiny_config("straight"), progress=False)
+    straight.fit()
+
+    interrupted = Trainer(tiny_config("resumed"), progress=False)
+    assert interrupted.fit(stop_at=2) == {"stopped_at": 2}
+    resumed = Trainer(tiny_config("resumed"), resume=True, progress=False)
+    assert resumed.start_iter == 2
+    resumed.fit()
+
+    _states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    bases = "decode_head.emau.bases"
+    assert not torch.equal(straight.model.state_dict()[bases], interrupted.model.state_dict()[bases])
+    # the optimiser's momentum buffers too
+    sa, sb = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
+
+
+def test_run_directory_contents(tiny_config):
+    cfg = tiny_config("run")
+    result = Trainer(cfg, progress=False).fit()
+    run = cfg.output_dir
+    import pathlib
+
+    run = pathlib.Path(run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["iters"] == 4 and saved["model"]["name"] == "emanet_r18"
+    env = json.loads((run / "env.json").read_text())
+    assert env["world_size"] == 1 and env["torch"] == torch.__version__ and env["device"] == "cpu"
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["iter"] for x in lines if x["type"] == "train"] == [1, 2, 3, 4]
+    assert lines[-1]["type"] == "eval" and lines[-1]["mIoU"] == pytest.approx(result["mIoU"])
+    assert json.loads((run / "eval.json").read_text())["num_images"] == 24
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["iter_0000002.pt", "iter_0000004.pt"]
+    sample = list((run / "samples").glob("*.npz"))
+    assert len(sample) == 1
+
+
+def test_keep_last_k_checkpoints(tiny_config):
+    cfg = tiny_config("keep", **{"train.checkpoint_every": 1, "train.keep_checkpoints": 2})
+    Trainer(cfg, progress=False).fit()
+    import pathlib
+
+    names = [p.name for p in list_checkpoints(pathlib.Path(cfg.output_dir) / "checkpoints")]
+    assert names == ["iter_0000003.pt", "iter_0000004.pt"]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, monkeypatch):
+    cfg = tiny_config("nan")
+    trainer = Trainer(cfg, progress=False)
+    real_loss = train_module.segmentation_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(train_module, "segmentation_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at iteration 3 .*iter_0000002.pt is intact"):
+        trainer.fit()
+    import pathlib
+
+    ckpts = list_checkpoints(pathlib.Path(cfg.output_dir) / "checkpoints")
+    assert [p.name for p in ckpts] == ["iter_0000002.pt"]
+    state = load_checkpoint(ckpts[0])
+    assert state["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_skip_bad_samples_reports_every_file(tmp_path):
+    root = write_fake_dataset("folder", tmp_path / "data", num_images=6, size=(32, 32))
+    images = sorted((root / "images").rglob("*.png")) + sorted((root / "images").rglob("*.jpg"))
+    bad = images[0]
+    bad.write_bytes(bad.read_bytes()[:40])
+    overrides = [
+        "model.name=fcn_r18",
+        'model.options={"channels": 16}',
+        "data.name=folder",
+        f"data.root={root}",
+        "data.train_split=train",
+        "data.val_split=val",
+        "data.options={}",
+        "data.crop_size=[32, 32]",
+        "train.iters=3",
+        "train.batch_size=2",
+        "train.checkpoint_every=0",
+        f"output_dir={tmp_path / 'run'}",
+    ]
+    with pytest.raises(Exception, match=str(bad.name)):
+        Trainer(load_config("demo", overrides), progress=False).fit()
+    result = Trainer(load_config("demo", overrides + ["data.skip_bad_samples=true"]), progress=False).fit()
+    assert any(bad.name in path for path, _ in result["skipped"])
+    assert bad.name in (tmp_path / "run" / "skipped.txt").read_text()

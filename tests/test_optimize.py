@@ -1,0 +1,104 @@
+"""optimize_for_inference: same logits (fp32), argmax agreement (bf16), original untouched."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import emanet
+from emanet.optimize import argmax_agreement, fold_conv_bn, optimize_for_inference
+
+
+def _randomise_bn(model):
+    # Non-trivial statistics, so that folding is really exercised.
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(2, 3, 48, 56, generator=torch.Generator().manual_seed(1))
+
+
+def _rel_l2(a, b):
+    return float((a.float() - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize(
+    "name, channels_last",
+    [
+        ("emanet_r18", True),
+        ("emanet_r18", False),
+        ("deeplabv3_r18", True),
+        ("nonlocal_r18", True),
+        ("fcn_r18", True),
+    ],
+)
+def test_fp32_matches_plain_model(name, channels_last, images):
+    torch.manual_seed(0)
+    model = _randomise_bn(emanet.create_model(name, num_classes=7))
+    before = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        want = model(images)
+    fast = optimize_for_inference(model, precision="fp32", channels_last=channels_last)
+    got = fast(images)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert _rel_l2(got, want) < 1e-4
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # every BN folded
+    # The original model is untouched: same weights, buffers, BN layers and mode.
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_return_attention_and_passthrough(images):
+    model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=5))
+    with torch.no_grad():
+        want = model(images, return_attention=True)
+    fast = optimize_for_inference(model)
+    got = fast(images, return_attention=True)
+    assert set(got) == {"out", "attention"}
+    assert _rel_l2(got["out"], want["out"]) < 1e-4
+    # Folding moves the features by ~1e-7 relative; the softmax of the E-step amplifies it a little.
+    assert _rel_l2(got["attention"], want["attention"]) < 1e-4
+    assert fast.num_classes == 5 and fast.name == "emanet_r18" and not fast.training
+    assert fast.decode_head is fast.model.decode_head  # Segmentor attributes pass through
+    with pytest.raises(RuntimeError, match="cannot be trained"):
+        fast.train()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_agrees(precision, images):
+    model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=7))
+    with torch.no_grad():
+        want = model(images)
+    got = optimize_for_inference(model, precision=precision)(images)
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    assert argmax_agreement(got, want) > 0.9  # reported, not a speed or accuracy target
+    assert _rel_l2(got, want) < 0.05
+
+
+def test_fold_conv_bn_counts_and_is_exact():
+    block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    _randomise_bn(block)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        want = block(x)
+        assert fold_conv_bn(block) == 1
+        torch.testing.assert_close(block(x), want, atol=1e-5, rtol=1e-5)
+    assert isinstance(block[1], nn.Identity)
+
+
+def test_bad_precision():
+    with pytest.raises(ValueError, match="precision='int8' is not valid"):
+        optimize_for_inference(nn.Identity(), precision="int8")
