@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,20 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/emanet demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The report's browser test needs Chromium (Debian package `chromium`): installed here when
+# missing and running as root; otherwise that test fails and says how to install it.
+chromium:
+	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "make: could not install chromium with apt-get; the browser test will fail" >&2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

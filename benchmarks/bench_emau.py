@@ -45,6 +45,29 @@ def authors_emau(unit: EMAU, x: torch.Tensor, num_iters: int) -> torch.Tensor:
     return F.relu(x + identity, inplace=True)
 
 
+def conv_variant_emau(unit: EMAU, x: torch.Tensor, num_iters: int) -> torch.Tensor:
+    """The alternative issue 6 suggests, kept here to compare: conv_in folded as in ours, but
+    the E-step and the reconstruction as 1×1 convolutions with mu as the weight (oneDNN conv)
+    and the M-step as `torch.mm`. Batch 1, NCHW, eps "add", L2 bases."""
+    identity = x
+    _, c, h, w = x.shape
+    weight = unit.conv_in.weight.view(c, c)
+    bias = unit.conv_in.bias
+    f = x[0].reshape(c, h * w)  # (C, N)
+    mu = unit.bases[0]  # (C, K)
+    k = mu.shape[1]
+    for _ in range(num_iters):
+        logits = F.conv2d(x, (weight.t() @ mu).t().reshape(k, c, 1, 1), bias @ mu)  # (1, K, H, W)
+        z = logits.softmax(dim=1).view(k, h * w)
+        s = z.sum(dim=1, keepdim=True)
+        m = torch.mm(f, (z / (1e-6 + s)).t())  # (C, K)
+        mu = weight @ m + bias[:, None] * (s / (1e-6 + s)).t()
+        mu = mu / (1e-6 + mu.norm(dim=0, keepdim=True))
+    recon = F.conv2d(z.view(1, k, h, w), mu.reshape(c, k, 1, 1)).relu_()
+    out = unit.bn_out(unit.conv_out(recon))
+    return F.relu(out + identity, inplace=True)
+
+
 def _ours(unit: EMAU, fast: bool):
     def run(x):
         unit.use_fast_path = fast
@@ -63,9 +86,13 @@ def main(argv=None) -> dict:
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--channels-last", action="store_true", help="also time ours on channels_last input")
+    p.add_argument("--conv-variant", action="store_true", help="also time the 1×1-conv formulation")
     p.add_argument("--bf16", action="store_true", help="also time ours under CPU autocast bf16")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     unit = EMAU(args.channels, num_bases=args.bases, num_iters=args.iters).eval()
@@ -76,6 +103,9 @@ def main(argv=None) -> dict:
         "ours, fast path": _ours(unit, True),
     }
     inputs = dict.fromkeys(variants, x)
+    if args.conv_variant and args.batch == 1:
+        variants["1×1-conv variant"] = lambda x: conv_variant_emau(unit, x, args.iters)
+        inputs["1×1-conv variant"] = x
     if args.channels_last:
         variants["ours, fast path, channels_last"] = _ours(unit, True)
         inputs["ours, fast path, channels_last"] = x.contiguous(memory_format=torch.channels_last)

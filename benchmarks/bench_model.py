@@ -50,13 +50,23 @@ def main(argv=None) -> dict:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--compile", action="store_true", help="add a torch.compile bf16 variant")
+    p.add_argument(
+        "--bn-stats",
+        choices=("random", "default"),
+        default="random",
+        help="random running statistics (folding exercised) or the init's mean 0 / var 1",
+    )
     p.add_argument("--skip", nargs="*", default=[], help="variant names to leave out")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     model = emanet.create_model(args.model, num_classes=21).eval()
-    _randomise_bn(model)
+    if args.bn_stats == "random":
+        _randomise_bn(model)
     x = torch.randn(1, 3, args.size, args.size)
 
     def eager(fast_em: bool):

@@ -170,9 +170,13 @@ def benchmark_model(
     latency: bool = True,
     repeats: int = 5,
     warmup: int = 1,
+    precision: str | None = None,
     **options,
 ) -> dict:
     """Whole-model figures for a registered model, with the backbone and head split out.
+
+    With `precision` ("fp32", "bf16", "fp16") latency and memory are measured on
+    `optimize_for_inference(model, precision)`; the counts are always the plain model's.
 
     Returns:
         {"model", "input", "params", "backbone_params", "head_params", "gmacs",
@@ -200,6 +204,11 @@ def benchmark_model(
     }
     del meta
     model = create_model(name, num_classes=num_classes, **options).eval().to(dev)
+    if precision is not None:
+        from .optimize import optimize_for_inference
+
+        model = optimize_for_inference(model, precision)
+        row["precision"] = precision
     x = torch.randn(shape, device=dev)
     row["peak_mib"] = measure_peak_memory(model, x) / MIB
     if latency:

@@ -80,23 +80,26 @@ def run_demo(
     iters: int | None = None,
     report: bool = True,
     progress: bool = True,
+    overrides: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train and compare the demo models; returns one result row per model."""
+    """Train and compare the demo models; returns one result row per model.
+
+    `overrides` are `key=value` config overrides applied to both runs (after the demo's own)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pictures = out / "predictions"
     pictures.mkdir(exist_ok=True)
     rows = []
     for name, options in DEMO_MODELS:
-        overrides = [
+        run_overrides = [
             f"model.name={name}",
             f"model.options={json.dumps(options)}",
             f"output_dir={out / name}",
             f"train.seed={seed}",
         ]
         if iters is not None:
-            overrides.append(f"train.iters={iters}")
-        cfg = load_config("demo", overrides)
+            run_overrides.append(f"train.iters={iters}")
+        cfg = load_config("demo", run_overrides + list(overrides or []))
         start = time.perf_counter()
         trainer = Trainer(cfg, progress=progress)
         result = trainer.fit()

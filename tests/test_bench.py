@@ -74,3 +74,5 @@ def test_cli_models_table(capsys):
 
     assert main(["bench", "fcn_r18", "--size", "33", "--no-latency"]) == 0
     assert "fcn_r18" in capsys.readouterr().out
+    assert main(["bench", "emanet_r18", "--size", "33", "--repeats", "1", "--precision", "bf16"]) == 0
+    assert "optimized bf16" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import emanet
-from emanet.optimize import argmax_agreement, fold_conv_bn, optimize_for_inference
+from emanet.optimize import Conv1x1AsLinear, argmax_agreement, fold_conv_bn, optimize_for_inference
 
 
 def _randomise_bn(model):
@@ -55,6 +55,7 @@ def test_fp32_matches_plain_model(name, channels_last, images):
     assert got.shape == want.shape and got.dtype == torch.float32
     assert _rel_l2(got, want) < 1e-4
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # every BN folded
+    assert any(isinstance(m, Conv1x1AsLinear) for m in fast.modules()) == channels_last  # classifier
     # The original model is untouched: same weights, buffers, BN layers and mode.
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

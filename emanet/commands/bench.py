@@ -30,6 +30,12 @@ def configure(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after warm-up (median, min–max)")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        help="models: time them through optimize_for_inference at this precision (default: plain eager)",
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip timing (counts and memory only)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
@@ -65,11 +71,21 @@ def run(args) -> int:
         kind = "models"
         rows = [
             bench.benchmark_model(
-                name, args.size, args.batch, args.num_classes, args.device, latency, args.repeats, args.warmup
+                name,
+                args.size,
+                args.batch,
+                args.num_classes,
+                args.device,
+                latency,
+                args.repeats,
+                args.warmup,
+                precision=args.precision,
             )
             for name in args.models
         ]
-        title = f"{args.batch}×3×{args.size}×{args.size}"
+        title = f"{args.batch}×3×{args.size}×{args.size}" + (
+            f", optimized {args.precision}" if args.precision else ""
+        )
     print(title)
     print(bench.format_table(kind, rows))
     result = {"kind": kind, "title": title, "machine": bench.machine_info(args.device), "rows": rows}

@@ -31,7 +31,7 @@ def run(args) -> int:
     from .. import viz
     from ..data.base import read_image
     from ..data.palette import voc_palette
-    from ..engine.config import IMAGENET_MEAN, IMAGENET_STD
+    from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from ..engine.inference import load_model
     from ..engine.train import resolve_device
 
@@ -49,7 +49,7 @@ def run(args) -> int:
     pal_flat = [v for c in palette for v in c][: 256 * 3]
     for path in args.images:
         image = read_image(path)
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.tensor(image).permute(2, 0, 1)[None].float() / 255.0
         x = ((x - mean) / std).to(device)
         with torch.inference_mode():
             result = model(x, return_attention=args.attention)

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "Config",
     "ModelConfig",
@@ -30,8 +32,6 @@ __all__ = [
     "config_from_dict",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ConfigError(ValueError):

@@ -161,7 +161,6 @@ class Trainer:
         if cfg.model.backbone_weights:
             options["backbone_weights"] = cfg.model.backbone_weights
         model = create_model(cfg.model.name, num_classes=self.num_classes, **options)
-        model.config.pop("backbone_weights", None)  # the weights travel in the checkpoint
         if cfg.model.bn_momentum is not None:
             for m in model.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):

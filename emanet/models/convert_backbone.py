@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .pretrained import describe_mismatch
 from .resnet import DEPTHS
 
 __all__ = [
@@ -239,13 +240,7 @@ def load_mapped(
         for k in own
         if k not in mapped and not _is_counter(k) and (keymap.to_foreign(k) or k) not in wrong
     ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-    if shapes:
-        problems.append(f"wrong shapes ({len(shapes)}): {'; '.join(shapes)}")
+    problems = describe_mismatch(missing, unexpected, shapes)
     if problems and strict:
         raise ValueError(f"{source} does not match the model: {hint}" + " | ".join(problems))
     skipped = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected]

@@ -43,6 +43,18 @@ def save_pretrained(model: Segmentor, directory, class_names=None, palette=None)
     return directory
 
 
+def describe_mismatch(missing: list[str], unexpected: list[str], shapes: list[str]) -> list[str]:
+    """One phrase per kind of problem, listing every key (empty when the tensors match)."""
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+    if shapes:
+        problems.append(f"wrong shapes ({len(shapes)}): {'; '.join(shapes)}")
+    return problems
+
+
 def load_state_dict_strict(model: torch.nn.Module, state_dict: dict, source: str) -> None:
     """`load_state_dict` that names every missing, unexpected and mis-shaped tensor."""
     own = model.state_dict()
@@ -53,13 +65,7 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict, source: str
         for k in sorted(set(own) & set(state_dict))
         if tuple(state_dict[k].shape) != tuple(own[k].shape)
     ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-    if shapes:
-        problems.append(f"wrong shapes ({len(shapes)}): {'; '.join(shapes)}")
+    problems = describe_mismatch(missing, unexpected, shapes)
     if problems:
         raise ValueError(f"{source} does not match the model: " + " | ".join(problems))
     model.load_state_dict(state_dict, strict=True)

@@ -216,14 +216,25 @@ class EMAU(nn.Module):
         identity = x
         b, c, h, w = x.shape
         num_iters = self.num_iters if self.training else self.eval_iters
+        conv_out, bn_out = self.conv_out, self.bn_out
         if self._can_use_fast_path(x):
-            from .ema_fast import fast_em_attention  # late import: ema_fast imports this module
+            from .ema_fast import fast_em_attention, fold_eval_bn  # late: ema_fast imports this module
 
-            # Same result, faster kernels, conv_in folded into the EM (see ema_fast.py).
+            # Same result, faster kernels, conv_in folded into the EM (see ema_fast.py); without
+            # autograd, conv_out(ReLU(X~)) is computed there too.
+            fuse_out = self._plain_1x1(self.conv_out) and not (
+                torch.is_grad_enabled() and self.conv_out.weight.requires_grad
+            )
+            out_w, out_b = (self.conv_out.weight, self.conv_out.bias) if fuse_out else (None, None)
+            folded = fold_eval_bn(out_w, out_b, self.bn_out) if fuse_out else None
+            if folded is not None:  # eval-mode BN folded into that product
+                (out_w, out_b), bn_out = folded, nn.Identity()
             attention, mu, recon = fast_em_attention(
                 x, self.bases, num_iters, self.temperature, self.base_norm, self.eps_mode,
-                self.conv_in.weight, self.conv_in.bias,
+                self.conv_in.weight, self.conv_in.bias, out_w, out_b,
             )  # fmt: skip
+            if fuse_out:
+                conv_out = None  # recon is already conv_out(ReLU(X~))
         else:
             feats = self.conv_in(x).flatten(2)  # (B, C, N)
             with torch.set_grad_enabled(self.maintenance == "learned" and torch.is_grad_enabled()):
@@ -235,7 +246,9 @@ class EMAU(nn.Module):
         if self.training and self.maintenance == "moving_average":
             self._update_bases(mu)
         # In place where autograd allows it: saves two (B, C, H, W) allocations.
-        out = self.bn_out(self.conv_out(F.relu(recon, inplace=not recon.requires_grad)))
+        if conv_out is not None:
+            recon = conv_out(F.relu(recon, inplace=not recon.requires_grad))
+        out = bn_out(recon)
         out = F.relu(out + identity, inplace=True)
         if return_attention:
             return out, attention
@@ -250,7 +263,16 @@ class EMAU(nn.Module):
             return False
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
             return False
-        return type(self.conv_in) is nn.Conv2d and self.conv_in.kernel_size == (1, 1)
+        return self._plain_1x1(self.conv_in)
+
+    @staticmethod
+    def _plain_1x1(conv: nn.Module) -> bool:
+        return (
+            type(conv) is nn.Conv2d
+            and conv.kernel_size == (1, 1)
+            and conv.groups == 1
+            and not conv._forward_hooks
+        )
 
     @torch.no_grad()
     def _update_bases(self, mu: torch.Tensor) -> None:

@@ -25,7 +25,7 @@ import torch
 
 from .ema import _ADD_EPS, _CLAMP_EPS, normalize_bases
 
-__all__ = ["fast_em_attention"]
+__all__ = ["fast_em_attention", "fold_eval_bn"]
 
 _ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -57,6 +57,31 @@ def _mm_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -
     return out if bias is None else out + bias
 
 
+def fold_eval_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.Module):
+    """(weight, bias) of conv followed by `bn` in eval mode, or None when `bn` cannot be folded.
+
+    weight: (C_out, C_in, 1, 1); bias: (C_out,) or None; bn: a BatchNorm over C_out.
+    """
+    if (
+        not isinstance(bn, torch.nn.modules.batchnorm._BatchNorm)
+        or bn.training
+        or not bn.track_running_stats
+        or bn.running_var is None
+        or bn._forward_hooks
+        or bn._forward_pre_hooks
+    ):
+        return None
+    scale = torch.rsqrt(bn.running_var.float() + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight.float()
+    shift = (
+        -bn.running_mean.float() * scale if bias is None else (bias.float() - bn.running_mean.float()) * scale
+    )
+    if bn.affine:
+        shift = shift + bn.bias.float()
+    return (weight.float() * scale.view(-1, 1, 1, 1)).to(weight.dtype), shift.to(weight.dtype)
+
+
 def _l1_denominator(s: torch.Tensor, eps_mode: str) -> torch.Tensor:
     return s + _ADD_EPS if eps_mode == "add" else s.clamp_min(_CLAMP_EPS)
 
@@ -79,8 +104,11 @@ def fast_em_attention(
     eps_mode: str = "add",
     proj_weight: torch.Tensor | None = None,
     proj_bias: torch.Tensor | None = None,
+    out_weight: torch.Tensor | None = None,
+    out_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """EM iterations and reconstruction, equal to `em_iterations` followed by X~ = mu z^T.
+    """EM iterations and reconstruction, equal to `em_iterations` followed by X~ = mu z^T
+    (and, with `out_weight`, by ReLU and a 1×1 conv).
 
     Args:
         x: (B, C_in, H, W) features, contiguous or channels_last.
@@ -90,11 +118,15 @@ def fast_em_attention(
         proj_weight: optional (C, C_in, 1, 1) weight of a 1×1 conv applied to `x` first (the
             EMAU's conv_in); folded into the products instead of computed.
         proj_bias: optional (C,) bias of that conv.
+        out_weight: optional (C_out, C, 1, 1) weight of a 1×1 conv applied to ReLU(X~) (the
+            EMAU's conv_out), computed here as one more inner product; inference only.
+        out_bias: optional (C_out,) bias of that conv.
 
     Returns:
         z: (B, K, H, W) responsibilities of the last E-step (fp32 under autocast).
         mu: (B, C, K) bases after the last M-step, fp32.
-        recon: (B, C, H, W) reconstruction X~ = mu z^T, in the products' dtype.
+        recon: (B, C, H, W) reconstruction X~ = mu z^T, or (B, C_out, H, W) conv(ReLU(X~))
+            with `out_weight`; in the products' dtype and the layout of `x`.
     """
     if num_iters < 1:
         raise ValueError(f"num_iters={num_iters} is not valid; EM needs at least one iteration (>= 1)")
@@ -109,24 +141,46 @@ def fast_em_attention(
             eps_mode,
             proj_weight,
             proj_bias,
+            out_weight,
+            out_bias,
             dtype,
             autocast,
         )
 
 
-def _run(x, bases, num_iters, temperature, base_norm, eps_mode, proj_weight, proj_bias, dtype, autocast):
+def _run(
+    x,
+    bases,
+    num_iters,
+    temperature,
+    base_norm,
+    eps_mode,
+    proj_weight,
+    proj_bias,
+    out_weight,
+    out_bias,
+    dtype,
+    autocast,
+):
     b, c_in, h, w = x.shape
     n = h * w
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
     # Both layouts of each image: (N, C_in) rows for the E-step, (C_in, N) for the M-step, so
     # every product is an inner product over contiguous rows (one copy of x per forward).
-    x_nc = x.permute(0, 2, 3, 1).reshape(b, n, c_in).contiguous()  # (B, N, C_in)
-    x_cn = x.reshape(b, c_in, n) if not channels_last else x_nc.transpose(1, 2).contiguous()
+    if channels_last:
+        x_nc = x.permute(0, 2, 3, 1).reshape(b, n, c_in)  # (B, N, C_in), a view
+        x_cn = [x_nc[i].t().contiguous() for i in range(b)]
+    else:
+        x_cn = x.reshape(b, c_in, n)  # (B, C_in, N), a view
+        x_nc = [x_cn[i].t().contiguous() for i in range(b)]  # 2-D: ATen's blocked transpose
     inv_t = 1.0 / temperature
     if proj_weight is not None:
         w_proj = proj_weight.reshape(proj_weight.shape[0], c_in).to(dtype)  # (C, C_in)
         w_proj_t = w_proj.t().contiguous()  # (C_in, C)
         b_proj = proj_bias.float() if proj_bias is not None else None
+    if out_weight is not None:
+        w_out = out_weight.reshape(out_weight.shape[0], -1).to(dtype).contiguous()  # (C_out, C)
+        b_out = out_bias.to(dtype) if out_bias is not None else None
     zs, mus, recons = [], [], []
     for i in range(b):
         mu = bases[i if bases.shape[0] > 1 else 0].float()  # (C, K)
@@ -146,7 +200,9 @@ def _run(x, bases, num_iters, temperature, base_norm, eps_mode, proj_weight, pro
             z = logits.float().softmax(dim=1)  # (N, K)
             s = z.sum(dim=0)  # (K,)
             denom = _l1_denominator(s, eps_mode)
-            z_l1_t = (z / denom).t().to(dtype).contiguous()  # (K, N), L1-normalised over N
+            # (K, N), L1-normalised over N: divide and transpose in one pass.
+            z_l1_t = torch.empty(k, n, dtype=dtype, device=z.device)
+            torch.div(z.t(), denom[:, None], out=z_l1_t)
             m_t = _mm_nt(z_l1_t, x_cn[i])  # (K, C_in) = (f z)^T
             if proj_weight is not None:
                 # M-step through conv_in: W (f z) + b (1^T z); 1^T z_l1 = s / denom exactly.
@@ -157,8 +213,17 @@ def _run(x, bases, num_iters, temperature, base_norm, eps_mode, proj_weight, pro
                 mu = m_t.float().t()
             mu = normalize_bases(mu[None], base_norm, eps_mode)[0]
         zc, muc = z.to(dtype), mu.to(dtype).contiguous()
-        # X~ = mu z^T, written in the input's layout: (N, C) rows for channels_last, else (C, N).
-        recon = _mm_nt(zc, muc) if channels_last else _mm_nt(muc, zc)
+        if out_weight is None:
+            # X~ = mu z^T in the input's layout: (N, C) rows for channels_last, else (C, N).
+            recon = _mm_nt(zc, muc) if channels_last else _mm_nt(muc, zc)
+        else:
+            # conv_out(ReLU(X~)): X~ as (N, C) rows, then one inner product per layout.
+            recon = _mm_nt(zc, muc).relu_()  # (N, C)
+            if channels_last:
+                recon = _mm_nt(recon, w_out, b_out)  # (N, C_out)
+            else:
+                recon = _mm_nt(w_out, recon, None)  # (C_out, N)
+                recon = recon if b_out is None else recon + b_out[:, None]
         zs.append(z)
         mus.append(mu)
         recons.append(recon)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,10 +43,7 @@ def test_resume_is_bit_identical(tiny_config):
 def test_run_directory_contents(tiny_config):
     cfg = tiny_config("run")
     result = Trainer(cfg, progress=False).fit()
-    run = cfg.output_dir
-    import pathlib
-
-    run = pathlib.Path(run)
+    run = Path(cfg.output_dir)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["train"]["iters"] == 4 and saved["model"]["name"] == "emanet_r18"
     env = json.loads((run / "env.json").read_text())
@@ -62,9 +60,7 @@ def test_run_directory_contents(tiny_config):
 def test_keep_last_k_checkpoints(tiny_config):
     cfg = tiny_config("keep", **{"train.checkpoint_every": 1, "train.keep_checkpoints": 2})
     Trainer(cfg, progress=False).fit()
-    import pathlib
-
-    names = [p.name for p in list_checkpoints(pathlib.Path(cfg.output_dir) / "checkpoints")]
+    names = [p.name for p in list_checkpoints(Path(cfg.output_dir) / "checkpoints")]
     assert names == ["iter_0000003.pt", "iter_0000004.pt"]
 
 
@@ -82,9 +78,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, monkeypatch)
     monkeypatch.setattr(train_module, "segmentation_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at iteration 3 .*iter_0000002.pt is intact"):
         trainer.fit()
-    import pathlib
-
-    ckpts = list_checkpoints(pathlib.Path(cfg.output_dir) / "checkpoints")
+    ckpts = list_checkpoints(Path(cfg.output_dir) / "checkpoints")
     assert [p.name for p in ckpts] == ["iter_0000002.pt"]
     state = load_checkpoint(ckpts[0])
     assert state["iteration"] == 2
@@ -115,3 +109,17 @@ def test_skip_bad_samples_reports_every_file(tmp_path):
     result = Trainer(load_config("demo", overrides + ["data.skip_bad_samples=true"]), progress=False).fit()
     assert any(bad.name in path for path, _ in result["skipped"])
     assert bad.name in (tmp_path / "run" / "skipped.txt").read_text()
+
+
+def test_bf16_autocast_and_accumulation(tiny_config):
+    cfg = tiny_config("amp", **{"train.amp": "bf16", "train.accumulate": 2, "train.iters": 2})
+    trainer = Trainer(cfg, progress=False)
+    assert trainer.micro_batch == 2
+    result = trainer.fit()
+    assert 0.0 <= result["mIoU"] <= 1.0
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_batch_must_divide(tiny_config):
+    with pytest.raises(ValueError, match=r"train.batch_size=4 must be divisible by .* 1 × 3"):
+        Trainer(tiny_config("div", **{"train.accumulate": 3}), progress=False)
