@@ -46,6 +46,7 @@ def _randomise_bn(model, seed: int = 0) -> None:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="emanet_r101")
+    p.add_argument("--pretrained", default=None, help="a save_pretrained directory instead of random weights")
     p.add_argument("--size", type=int, default=513)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -64,9 +65,13 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    model = emanet.create_model(args.model, num_classes=21).eval()
-    if args.bn_stats == "random":
-        _randomise_bn(model)
+    if args.pretrained:
+        model = emanet.from_pretrained(args.pretrained).eval()
+        args.model = model.name
+    else:
+        model = emanet.create_model(args.model, num_classes=21).eval()
+        if args.bn_stats == "random":
+            _randomise_bn(model)
     x = torch.randn(1, 3, args.size, args.size)
 
     def eager(fast_em: bool):

@@ -117,6 +117,20 @@ def test_train_eval_predict_attention(tmp_path, capsys):
         assert main(args + extra) == 0
     out = capsys.readouterr().out
     assert "slide" in out and "MS+flip" in out
+    base = ["eval", "demo", "data.name=folder", f"data.root={root}", "data.val_split=val", "data.options={}"]
+    for precision in ("fp32", "bf16"):
+        out_json = tmp_path / f"{precision}.json"
+        args = base + [
+            "--checkpoint",
+            str(run),
+            "--no-progress",
+            "--precision",
+            precision,
+            "--out",
+            str(out_json),
+        ]
+        assert main(args) == 0
+        assert 0.0 <= json.loads(out_json.read_text())["pixel_acc"] <= 1.0
     image = next((root / "images").rglob("*.png"))
     outdir = tmp_path / "pred"
     assert (
@@ -129,6 +143,8 @@ def test_train_eval_predict_attention(tmp_path, capsys):
                 "--out",
                 str(outdir),
                 "--attention",
+                "--precision",
+                "bf16",
             ]
         )
         == 0

@@ -14,6 +14,12 @@ def configure(parser) -> None:
     parser.add_argument(
         "--eval-iters", type=int, default=None, help="EM iterations at inference (EMA models)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        help="run through emanet.optimize_for_inference (conv-BN folding, channels_last, autocast)",
+    )
     parser.add_argument("--out", default=None, help="write the metrics JSON here")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -35,6 +41,11 @@ def run(args) -> int:
         overrides = {"eval_iters": args.eval_iters} if args.eval_iters else {}
         model, meta = load_model(args.checkpoint, **overrides)
         model.to(device)
+        amp = cfg.train.amp
+        if args.precision:
+            from ..optimize import optimize_for_inference
+
+            model, amp = optimize_for_inference(model, precision=args.precision), "none"  # it autocasts
         dataset, loader = build_val_loader(cfg, info.rank, info.world_size)
         names = list(getattr(dataset, "CLASSES", []) or meta.get("class_names") or [])
         if model.num_classes != dataset.num_classes:
@@ -55,7 +66,7 @@ def run(args) -> int:
             flip=args.ms_flip or cfg.eval.flip,
             crop=cfg.eval.crop_size,
             stride=cfg.eval.stride,
-            amp=cfg.train.amp,
+            amp=amp,
             mean=cfg.data.mean,
             std=cfg.data.std,
             progress=info.is_main and not args.no_progress,

@@ -19,6 +19,12 @@ def configure(parser) -> None:
         "--eval-iters", type=int, default=None, help="EM iterations at inference (EMA models)"
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        help="run through emanet.optimize_for_inference (conv-BN folding, channels_last, autocast)",
+    )
 
 
 def run(args) -> int:
@@ -39,6 +45,10 @@ def run(args) -> int:
     overrides = {"eval_iters": args.eval_iters} if args.eval_iters else {}
     model, meta = load_model(args.checkpoint, **overrides)
     model.to(device)
+    if args.precision:
+        from ..optimize import optimize_for_inference
+
+        model = optimize_for_inference(model, precision=args.precision)
     if args.attention and "attention" not in _head_kind(model):
         raise ValueError(f"{model.name} has no EM attention maps; --attention needs an emanet_* model")
     palette = [tuple(c) for c in (meta.get("palette") or voc_palette(256))]

@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 
-
 class ConfigError(ValueError):
     """A recipe or override that cannot be applied; the message names the key and the fix."""
 
