@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -65,13 +64,25 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        out = t.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 def differentiable_all_reduce(t: torch.Tensor) -> torch.Tensor:
     """Sum over ranks with a gradient (the backward all-reduces the gradients too)."""
-    from torch.distributed.nn.functional import all_reduce
-
-    with warnings.catch_warnings():  # deprecated in favour of a private module; still the public API
-        warnings.simplefilter("ignore", FutureWarning)
-        return all_reduce(t)
+    return _AllReduceSum.apply(t)
 
 
 def cleanup_distributed() -> None:

@@ -16,6 +16,7 @@ def tiny_overrides(out_dir, iters=4, **extra) -> list[str]:
         "data.options": '{"size": 32, "length": 24}',
         "data.crop_size": "[32, 32]",
         "train.iters": iters,
+        "train.amp": "none",
         "train.batch_size": 4,
         "train.log_every": 1,
         "train.checkpoint_every": 2,
