@@ -8,6 +8,7 @@ the output directory, and ends with an HTML report.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,11 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pictures = out / "predictions"
-    pictures.mkdir(exist_ok=True)
+    # The demo owns these folders: start afresh, so no file of an earlier demo run is left behind.
+    shutil.rmtree(pictures, ignore_errors=True)
+    for name, _ in DEMO_MODELS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    pictures.mkdir()
     rows = []
     for name, options in DEMO_MODELS:
         run_overrides = [

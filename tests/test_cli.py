@@ -236,6 +236,24 @@ def test_skip_bad_samples_through_cli(tmp_path, capsys):
     assert image.name in (tmp_path / "run" / "skipped.txt").read_text()
 
 
+def test_resume_followed_by_override(tmp_path, capsys):
+    root = _folder(tmp_path)
+    args = _train_args("folder", root, tmp_path / "run", iters=2) + ["train.log_every=1"]
+    assert main(args) == 0
+    # `--resume train.iters=4`: the override is not taken for a checkpoint path
+    assert main(args + ["--resume", "train.iters=4"]) == 0
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["iter"] for x in lines if '"train"' in x] == [1, 2, 3, 4]
+
+
+def test_not_a_checkpoint(tmp_path, capsys):
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    assert main(["predict", "--checkpoint", str(text), str(text), "--out", str(tmp_path)]) == 2
+    err = _error_line(capsys)
+    assert "notes.pt" in err and "not a PyTorch checkpoint" in err
+
+
 def test_debug_shows_traceback(tmp_path):
     with pytest.raises(FileNotFoundError):
         main(["--debug", "eval", "demo", "--checkpoint", str(tmp_path / "nope.pt")])

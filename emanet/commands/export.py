@@ -1,7 +1,7 @@
 """`emanet export --onnx OUT.onnx`: a model as ONNX with dynamic height and width.
 
 emanet export --onnx emanet_r101.onnx --model emanet_r101
-emanet export --onnx model.onnx --pretrained runs/voc/best  # a save_pretrained directory
+emanet export --onnx model.onnx --checkpoint runs/voc  # a run, checkpoint or pretrained directory
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ from __future__ import annotations
 def configure(parser) -> None:
     parser.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="registered model name (random weights unless --weights)")
-    src.add_argument("--pretrained", metavar="DIR", help="directory written by save_pretrained")
-    parser.add_argument(
-        "--weights", default=None, help="with --model: a checkpoint with a 'model' state dict"
+    src.add_argument("--model", help="registered model name, with random weights")
+    src.add_argument(
+        "--checkpoint",
+        "--pretrained",
+        dest="checkpoint",
+        metavar="PATH",
+        help="a training checkpoint, run directory or save_pretrained directory",
     )
-    parser.add_argument("--num-classes", type=int, default=21)
+    parser.add_argument("--num-classes", type=int, default=21, help="with --model")
     parser.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("H", "W"), help="trace size")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     parser.add_argument("--static", action="store_true", help="fix batch, height and width to --size")
@@ -31,18 +34,14 @@ def run(args) -> int:
     ok, why = export.onnx_available()
     if not ok:
         raise RuntimeError(f"emanet export needs the onnx extra ({why})")
-    if args.pretrained:
-        from ..models import from_pretrained
+    if args.checkpoint:
+        from ..engine.inference import load_model
 
-        model = from_pretrained(args.pretrained)
+        model, _ = load_model(args.checkpoint)
     else:
         from ..models import create_model
 
-        model = create_model(args.model, num_classes=args.num_classes)
-        if args.weights:
-            state = torch.load(args.weights, map_location="cpu", weights_only=True)
-            state = state.get("model", state) if isinstance(state, dict) else state
-            model.load_state_dict(state)
+        model = create_model(args.model, num_classes=args.num_classes).eval()
     path = export.export_onnx(
         model,
         args.onnx,

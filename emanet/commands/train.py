@@ -17,13 +17,18 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from ..engine.config import load_config
     from ..engine.distributed import cleanup_distributed
     from ..engine.train import Trainer
 
-    cfg = load_config(args.config, args.overrides)
+    overrides, resume = list(args.overrides), args.resume
+    if isinstance(resume, str) and "=" in resume and not Path(resume).exists():
+        overrides, resume = [*overrides, resume], True  # `--resume key=value`: a bare --resume
+    cfg = load_config(args.config, overrides)
     try:
-        trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+        trainer = Trainer(cfg, resume=resume, progress=not args.no_progress)
         result = trainer.fit()
         if trainer.is_main:
             print(

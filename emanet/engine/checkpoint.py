@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower() and zipfile.is_zipfile(path):
+            first_line = str(e).strip().splitlines()[0]
+            raise ValueError(
+                f"{path} needs arbitrary code to unpickle and was refused (weights_only=True): "
+                f"{first_line}. Only load files you trust; re-save the state dict as plain tensors"
+            ) from None
+        raise ValueError(f"{path} is not a PyTorch checkpoint, or it is corrupt ({e})") from None
+    except Exception as e:  # truncated zip, text file, ...: torch raises many kinds here
         raise ValueError(
-            f"{path} needs arbitrary code to unpickle and was refused (weights_only=True): {e}. "
-            "Only load files you trust; re-save the state dict as plain tensors"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(
-            f"checkpoint {path} could not be read ({e}); the file is truncated or corrupt"
+            f"checkpoint {path} could not be read ({type(e).__name__}: {e}); the file is truncated, "
+            "corrupt or not a PyTorch checkpoint"
         ) from None

@@ -57,7 +57,8 @@ def init_distributed(device: torch.device) -> DistInfo:
     if size <= 1 or is_dist():
         return DistInfo(rank(), world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    # CPU tensors (the NaN flag, the confusion matrix) go through gloo even on GPUs.
+    backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))

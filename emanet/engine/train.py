@@ -47,6 +47,13 @@ from .schedule import build_optimizer, poly_lr
 __all__ = ["Trainer", "TrainingDiverged", "segmentation_loss", "resolve_device", "build_val_loader"]
 
 
+def _logged_before(line: str, iteration: int) -> bool:
+    try:
+        return int(json.loads(line)["iter"]) <= iteration
+    except (ValueError, KeyError, TypeError):  # a line cut by an interruption
+        return False
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint is left as it was."""
 
@@ -68,7 +75,9 @@ def segmentation_loss(
     0, then the mean over the batch. "valid_pixels": the mean over non-ignored pixels.
     """
     if normalize == "valid_pixels":
-        return F.cross_entropy(logits.float(), label, ignore_index=ignore_index)
+        # sum / count rather than reduction="mean": a batch without a valid pixel gives 0, not NaN
+        total = F.cross_entropy(logits.float(), label, ignore_index=ignore_index, reduction="sum")
+        return total / (label != ignore_index).sum().clamp_min(1)
     per_pixel = F.cross_entropy(logits.float(), label, ignore_index=ignore_index, reduction="none")
     return per_pixel.mean(dim=(1, 2)).mean()
 
@@ -151,6 +160,12 @@ class Trainer:
             ),
             **data.options,
         )
+        dataset_ignore = getattr(self.train_set, "ignore_index", data.ignore_index)
+        if dataset_ignore != data.ignore_index:
+            raise ValueError(
+                f"the {data.name} dataset marks ignored pixels with {dataset_ignore} but data.ignore_index "
+                f"is {data.ignore_index}; set data.ignore_index={dataset_ignore}"
+            )
         self.num_classes = self.train_set.num_classes
         self.class_names = list(self.train_set.CLASSES)
         self.palette = [list(map(int, c)) for c in self.train_set.PALETTE]
@@ -165,6 +180,8 @@ class Trainer:
             for m in model.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.momentum = cfg.model.bn_momentum
+        if model.aux_head is not None and t.aux_weight == 0:
+            model.aux_head.requires_grad_(False)  # no loss reaches it; DDP would report it unused
         if cfg.model.sync_bn:
             model = convert_sync_batchnorm(model, self.device)
         self.model = model.to(self.device)
@@ -175,6 +192,12 @@ class Trainer:
         checkpoint = self._find_resume(resume)
         if checkpoint is not None:
             self._load_state(checkpoint)
+        elif latest_checkpoint(self.ckpt_dir) is not None:
+            raise ValueError(
+                f"{self.run_dir} already holds checkpoints of an earlier run "
+                f"({latest_checkpoint(self.ckpt_dir).name}); pass --resume to continue it, or choose "
+                "another output_dir"
+            )
         self.ddp = (
             DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
@@ -226,12 +249,20 @@ class Trainer:
         if not self.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        metrics = self.run_dir / "metrics.jsonl"
+        if self.start_iter > 0 and metrics.is_file():
+            # drop what was logged after the checkpoint we resume from: it is about to be redone
+            kept = [
+                line for line in metrics.read_text().splitlines() if _logged_before(line, self.start_iter)
+            ]
+            with atomic_write(metrics) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept))
         with atomic_write(self.run_dir / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
         with atomic_write(self.run_dir / "env.json") as tmp:
             tmp.write_text(json.dumps(_environment(self.device, self.dist.world_size), indent=2) + "\n")
         if self.start_iter == 0:
-            (self.run_dir / "metrics.jsonl").write_text("")
+            metrics.write_text("")
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.is_main:
@@ -390,10 +421,16 @@ class Trainer:
         return result
 
     def _evaluate(self, iteration: int, final: bool) -> dict[str, Any]:
+        # The validation loader draws from the global RNG; fork it so that a resumed run,
+        # whose checkpoint was saved before this evaluation, stays bit-identical.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            return self._evaluate_now(iteration, final)
+
+    def _evaluate_now(self, iteration: int, final: bool) -> dict[str, Any]:
         cfg = self.cfg
         dataset, loader = build_val_loader(cfg, self.dist.rank, self.dist.world_size)
         result = evaluate(
-            self.ddp if self.dist.world_size == 1 else self.model,
+            self.model,  # not the DDP wrapper: evaluation syncs nothing but the confusion matrix
             loader,
             self.num_classes,
             self.device,

@@ -40,6 +40,47 @@ def test_resume_is_bit_identical(tiny_config):
     assert all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
 
 
+def test_resume_bit_identical_with_dropout_and_evaluation(tiny_config):
+    # Dropout draws from the RNG and evaluation (every 2 iterations) must not disturb it.
+    extra = {
+        "model.options": '{"ema_channels": 32, "channels": 16, "num_bases": 8, "dropout": 0.1}',
+        "train.eval_every": 2,
+    }
+    straight = Trainer(tiny_config("straight", **extra), progress=False)
+    straight.fit()
+    Trainer(tiny_config("resumed", **extra), progress=False).fit(stop_at=2)
+    resumed = Trainer(tiny_config("resumed", **extra), resume=True, progress=False)
+    resumed.fit()
+    _states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    lines = [json.loads(x) for x in (Path(resumed.cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["type"], x["iter"]) for x in lines] == [
+        ("train", 1),
+        ("train", 2),
+        ("eval", 2),
+        ("train", 3),
+        ("train", 4),
+        ("eval", 4),
+    ]
+
+
+def test_refuses_to_mix_with_an_earlier_run(tiny_config):
+    Trainer(tiny_config("same"), progress=False).fit(stop_at=2)
+    with pytest.raises(ValueError, match=r"already holds checkpoints .*iter_0000002.pt.*--resume"):
+        Trainer(tiny_config("same"), progress=False)
+
+
+def test_valid_pixel_loss_without_valid_pixels_is_zero():
+    from emanet.engine.train import segmentation_loss
+
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    label = torch.full((2, 4, 4), 255)
+    loss = segmentation_loss(logits, label, 255, "valid_pixels")
+    assert loss.item() == 0.0
+    label[0, 0, 0] = 1
+    ref = torch.nn.functional.cross_entropy(logits, label, ignore_index=255)
+    torch.testing.assert_close(segmentation_loss(logits, label, 255, "valid_pixels"), ref)
+
+
 def test_run_directory_contents(tiny_config):
     cfg = tiny_config("run")
     result = Trainer(cfg, progress=False).fit()
