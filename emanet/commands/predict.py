@@ -40,6 +40,7 @@ def run(args) -> int:
     from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from ..engine.inference import load_model
     from ..engine.train import resolve_device
+    from ..models.heads import EMAHead
 
     device = resolve_device(args.device)
     overrides = {"eval_iters": args.eval_iters} if args.eval_iters else {}
@@ -49,7 +50,7 @@ def run(args) -> int:
         from ..optimize import optimize_for_inference
 
         model = optimize_for_inference(model, precision=args.precision)
-    if args.attention and "attention" not in _head_kind(model):
+    if args.attention and not isinstance(model.decode_head, EMAHead):
         raise ValueError(f"{model.name} has no EM attention maps; --attention needs an emanet_* model")
     palette = [tuple(c) for c in (meta.get("palette") or voc_palette(256))]
     mean = torch.tensor(meta.get("mean") or IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -80,9 +81,3 @@ def run(args) -> int:
             written += [f"{stem}_attention.png", f"{stem}_bases.png"]
         print(f"{path}: {', '.join(written)} -> {out}")
     return 0
-
-
-def _head_kind(model) -> str:
-    from ..models.heads import EMAHead
-
-    return "attention" if isinstance(model.decode_head, EMAHead) else ""

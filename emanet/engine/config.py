@@ -29,7 +29,6 @@ __all__ = [
     "load_config",
     "list_recipes",
     "config_to_dict",
-    "config_from_dict",
 ]
 
 
@@ -170,14 +169,6 @@ def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
         else:
             items.append((key, v))
     return items
-
-
-def config_from_dict(mapping: dict, source: str = "config") -> Config:
-    cfg = Config()
-    for key, value in _flatten(mapping):
-        _set(cfg, key, value, source)
-    _validate(cfg, source)
-    return cfg
 
 
 def _validate(cfg: Config, source: str) -> None:

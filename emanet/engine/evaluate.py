@@ -130,9 +130,9 @@ def evaluate(
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, ignore_index)
-    align = getattr(getattr(model, "module", model), "align_corners", True)
+    core = getattr(model, "module", model)  # a DDP wrapper's module
+    align = getattr(core, "align_corners", True)
     saved, num_images = 0, 0
-    core = getattr(model, "module", model)
     for batch in tqdm(batches, desc="eval", total=total, disable=not progress, leave=False):
         if batch.get("image") is None:
             continue  # a batch of skipped samples only

@@ -131,109 +131,81 @@ def fast_em_attention(
     if num_iters < 1:
         raise ValueError(f"num_iters={num_iters} is not valid; EM needs at least one iteration (>= 1)")
     dtype, autocast = _compute_dtype(x)
+    # Products run in `dtype` with autocast off; softmax and normalisations stay in fp32.
     with torch.autocast(x.device.type, enabled=False):
-        return _run(
-            x.to(dtype),
-            bases,
-            num_iters,
-            temperature,
-            base_norm,
-            eps_mode,
-            proj_weight,
-            proj_bias,
-            out_weight,
-            out_bias,
-            dtype,
-            autocast,
-        )
-
-
-def _run(
-    x,
-    bases,
-    num_iters,
-    temperature,
-    base_norm,
-    eps_mode,
-    proj_weight,
-    proj_bias,
-    out_weight,
-    out_bias,
-    dtype,
-    autocast,
-):
-    b, c_in, h, w = x.shape
-    n = h * w
-    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    # Both layouts of each image: (N, C_in) rows for the E-step, (C_in, N) for the M-step, so
-    # every product is an inner product over contiguous rows (one copy of x per forward).
-    if channels_last:
-        x_nc = x.permute(0, 2, 3, 1).reshape(b, n, c_in)  # (B, N, C_in), a view
-        x_cn = [x_nc[i].t().contiguous() for i in range(b)]
-    else:
-        x_cn = x.reshape(b, c_in, n)  # (B, C_in, N), a view
-        x_nc = [x_cn[i].t().contiguous() for i in range(b)]  # 2-D: ATen's blocked transpose
-    inv_t = 1.0 / temperature
-    if proj_weight is not None:
-        w_proj = proj_weight.reshape(proj_weight.shape[0], c_in).to(dtype)  # (C, C_in)
-        w_proj_t = w_proj.t().contiguous()  # (C_in, C)
-        b_proj = proj_bias.float() if proj_bias is not None else None
-    if out_weight is not None:
-        w_out = out_weight.reshape(out_weight.shape[0], -1).to(dtype).contiguous()  # (C_out, C)
-        b_out = out_bias.to(dtype) if out_bias is not None else None
-    zs, mus, recons = [], [], []
-    for i in range(b):
-        mu = bases[i if bases.shape[0] > 1 else 0].float()  # (C, K)
-        k = mu.shape[1]
-        for _ in range(num_iters):
-            mu_t = mu.t().contiguous()  # (K, C)
-            if proj_weight is not None:
-                # E-step through conv_in: logits = f^T (W^T mu) + b^T mu.
-                weight = _mm_nt(mu_t.to(dtype), w_proj_t)  # (K, C_in)
-                bias = mu_t @ b_proj if b_proj is not None else None  # (K,)
-            else:
-                weight, bias = mu_t.to(dtype), None
-            if inv_t != 1.0:
-                weight = weight * inv_t
-                bias = bias * inv_t if bias is not None else None
-            logits = _mm_nt(x_nc[i], weight, bias.to(dtype) if bias is not None else None)  # (N, K)
-            z = logits.float().softmax(dim=1)  # (N, K)
-            s = z.sum(dim=0)  # (K,)
-            denom = _l1_denominator(s, eps_mode)
-            # (K, N), L1-normalised over N: divide and transpose in one pass.
-            z_l1_t = torch.empty(k, n, dtype=dtype, device=z.device)
-            torch.div(z.t(), denom[:, None], out=z_l1_t)
-            m_t = _mm_nt(z_l1_t, x_cn[i])  # (K, C_in) = (f z)^T
-            if proj_weight is not None:
-                # M-step through conv_in: W (f z) + b (1^T z); 1^T z_l1 = s / denom exactly.
-                mu = _mm_nt(w_proj, m_t).float()  # (C, K)
-                if b_proj is not None:
-                    mu = mu + b_proj[:, None] * (s / denom)[None, :]
-            else:
-                mu = m_t.float().t()
-            mu = normalize_bases(mu[None], base_norm, eps_mode)[0]
-        zc, muc = z.to(dtype), mu.to(dtype).contiguous()
-        if out_weight is None:
-            # X~ = mu z^T in the input's layout: (N, C) rows for channels_last, else (C, N).
-            recon = _mm_nt(zc, muc) if channels_last else _mm_nt(muc, zc)
+        x = x.to(dtype)
+        b, c_in, h, w = x.shape
+        n = h * w
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        # Both layouts of each image: (N, C_in) rows for the E-step, (C_in, N) for the M-step, so
+        # every product is an inner product over contiguous rows (one copy of x per forward).
+        if channels_last:
+            x_nc = x.permute(0, 2, 3, 1).reshape(b, n, c_in)  # (B, N, C_in), a view
+            x_cn = [x_nc[i].t().contiguous() for i in range(b)]
         else:
-            # conv_out(ReLU(X~)): X~ as (N, C) rows, then one inner product per layout.
-            recon = _mm_nt(zc, muc).relu_()  # (N, C)
-            if channels_last:
-                recon = _mm_nt(recon, w_out, b_out)  # (N, C_out)
+            x_cn = x.reshape(b, c_in, n)  # (B, C_in, N), a view
+            x_nc = [x_cn[i].t().contiguous() for i in range(b)]  # 2-D: ATen's blocked transpose
+        inv_t = 1.0 / temperature
+        if proj_weight is not None:
+            w_proj = proj_weight.reshape(proj_weight.shape[0], c_in).to(dtype)  # (C, C_in)
+            w_proj_t = w_proj.t().contiguous()  # (C_in, C)
+            b_proj = proj_bias.float() if proj_bias is not None else None
+        if out_weight is not None:
+            w_out = out_weight.reshape(out_weight.shape[0], -1).to(dtype).contiguous()  # (C_out, C)
+            b_out = out_bias.to(dtype) if out_bias is not None else None
+        zs, mus, recons = [], [], []
+        for i in range(b):
+            mu = bases[i if bases.shape[0] > 1 else 0].float()  # (C, K)
+            k = mu.shape[1]
+            for _ in range(num_iters):
+                mu_t = mu.t().contiguous()  # (K, C)
+                if proj_weight is not None:
+                    # E-step through conv_in: logits = f^T (W^T mu) + b^T mu.
+                    weight = _mm_nt(mu_t.to(dtype), w_proj_t)  # (K, C_in)
+                    bias = mu_t @ b_proj if b_proj is not None else None  # (K,)
+                else:
+                    weight, bias = mu_t.to(dtype), None
+                if inv_t != 1.0:
+                    weight = weight * inv_t
+                    bias = bias * inv_t if bias is not None else None
+                logits = _mm_nt(x_nc[i], weight, bias.to(dtype) if bias is not None else None)  # (N, K)
+                z = logits.float().softmax(dim=1)  # (N, K)
+                s = z.sum(dim=0)  # (K,)
+                denom = _l1_denominator(s, eps_mode)
+                # (K, N), L1-normalised over N: divide and transpose in one pass.
+                z_l1_t = torch.empty(k, n, dtype=dtype, device=z.device)
+                torch.div(z.t(), denom[:, None], out=z_l1_t)
+                m_t = _mm_nt(z_l1_t, x_cn[i])  # (K, C_in) = (f z)^T
+                if proj_weight is not None:
+                    # M-step through conv_in: W (f z) + b (1^T z); 1^T z_l1 = s / denom exactly.
+                    mu = _mm_nt(w_proj, m_t).float()  # (C, K)
+                    if b_proj is not None:
+                        mu = mu + b_proj[:, None] * (s / denom)[None, :]
+                else:
+                    mu = m_t.float().t()
+                mu = normalize_bases(mu[None], base_norm, eps_mode)[0]
+            zc, muc = z.to(dtype), mu.to(dtype).contiguous()
+            if out_weight is None:
+                # X~ = mu z^T in the input's layout: (N, C) rows for channels_last, else (C, N).
+                recon = _mm_nt(zc, muc) if channels_last else _mm_nt(muc, zc)
             else:
-                recon = _mm_nt(w_out, recon, None)  # (C_out, N)
-                recon = recon if b_out is None else recon + b_out[:, None]
-        zs.append(z)
-        mus.append(mu)
-        recons.append(recon)
-    z = (
-        (torch.stack(zs) if b > 1 else zs[0][None]).view(b, h, w, k).permute(0, 3, 1, 2)
-    )  # (B, K, H, W), channels_last strides
-    if not autocast:
-        z = z.to(x.dtype)
-    mu = torch.stack(mus)
-    recon = torch.stack(recons) if b > 1 else recons[0][None]  # no copy for one image
-    if channels_last:
-        return z, mu, recon.view(b, h, w, -1).permute(0, 3, 1, 2)  # (B, C, H, W), channels_last
-    return z, mu, recon.view(b, -1, h, w)
+                # conv_out(ReLU(X~)): X~ as (N, C) rows, then one inner product per layout.
+                recon = _mm_nt(zc, muc).relu_()  # (N, C)
+                if channels_last:
+                    recon = _mm_nt(recon, w_out, b_out)  # (N, C_out)
+                else:
+                    recon = _mm_nt(w_out, recon, None)  # (C_out, N)
+                    recon = recon if b_out is None else recon + b_out[:, None]
+            zs.append(z)
+            mus.append(mu)
+            recons.append(recon)
+        z = (
+            (torch.stack(zs) if b > 1 else zs[0][None]).view(b, h, w, k).permute(0, 3, 1, 2)
+        )  # (B, K, H, W), channels_last strides
+        if not autocast:
+            z = z.to(x.dtype)
+        mu = torch.stack(mus)
+        recon = torch.stack(recons) if b > 1 else recons[0][None]  # no copy for one image
+        if channels_last:
+            return z, mu, recon.view(b, h, w, -1).permute(0, 3, 1, 2)  # (B, C, H, W), channels_last
+        return z, mu, recon.view(b, -1, h, w)
