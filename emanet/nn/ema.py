@@ -25,6 +25,13 @@ _ADD_EPS = 1e-6
 _CLAMP_EPS = 1e-12
 
 
+def _add_relu_(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """out = ReLU(out + other) in place; ATen's fused kernel (one pass) where it exists."""
+    if hasattr(torch.ops.aten, "_add_relu_"):
+        return torch.ops.aten._add_relu_(out, other)
+    return out.add_(other).relu_()
+
+
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, choices))}")
@@ -249,7 +256,10 @@ class EMAU(nn.Module):
         if conv_out is not None:
             recon = conv_out(F.relu(recon, inplace=not recon.requires_grad))
         out = bn_out(recon)
-        out = F.relu(out + identity, inplace=True)
+        if conv_out is None and isinstance(bn_out, nn.Identity) and out.dtype == identity.dtype:
+            out = _add_relu_(out, identity)  # a fresh tensor from the fast path: no allocation
+        else:
+            out = F.relu(out + identity, inplace=True)
         if return_attention:
             return out, attention
         return out

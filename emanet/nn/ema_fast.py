@@ -37,11 +37,20 @@ def _onednn_linear_available() -> bool:
 _HAS_ONEDNN_LINEAR = _onednn_linear_available()
 
 
-def _mm_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """a @ b^T (+ bias) for a (M, D) and b (P, D) -> (M, P).
+def _rows_or_columns(t: torch.Tensor) -> bool:
+    """Whether a 2-D tensor is row-major or column-major (a transposed view), no copy needed."""
+    return t.is_contiguous() or t.t().is_contiguous()
 
-    On CPU with contiguous fp32/bf16 operands this is oneDNN's inner product (the default
-    fp32 GEMM here runs AVX2-class code at about half its rate); elsewhere `torch.mm`.
+
+def _mm_nt(
+    a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, relu: bool = False
+) -> torch.Tensor:
+    """a @ b^T (+ bias) (then ReLU) for a (M, D) and b (P, D) -> (M, P).
+
+    On CPU with fp32/bf16 operands this is oneDNN's inner product (the default fp32 GEMM here
+    runs AVX2-class code at about half its rate). `a` must be contiguous; `b` may also be the
+    transposed view of a contiguous (D, P) tensor, which oneDNN reads as it is (measured as fast
+    as contiguous rows), so neither layout of the features is ever copied. Elsewhere `torch.mm`.
     """
     if (
         _HAS_ONEDNN_LINEAR
@@ -49,12 +58,13 @@ def _mm_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -
         and a.dtype in _ONEDNN_DTYPES
         and a.dtype == b.dtype
         and a.is_contiguous()
-        and b.is_contiguous()
+        and _rows_or_columns(b)
         and (bias is None or bias.dtype == a.dtype)
     ):
-        return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(a, b, bias, "relu" if relu else "none", [], "")
     out = torch.mm(a, b.t())
-    return out if bias is None else out + bias
+    out = out if bias is None else out + bias
+    return out.relu_() if relu else out
 
 
 def fold_eval_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.Module):
@@ -137,18 +147,17 @@ def fast_em_attention(
         b, c_in, h, w = x.shape
         n = h * w
         channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        # Both layouts of each image: (N, C_in) rows for the E-step, (C_in, N) for the M-step, so
-        # every product is an inner product over contiguous rows (one copy of x per forward).
+        # Views only: x_rows[i] is (N, C_in), x_cols[i] is (C_in, N); one of the two is a
+        # transposed view, which the products read in place (no copy of x).
         if channels_last:
-            x_nc = x.permute(0, 2, 3, 1).reshape(b, n, c_in)  # (B, N, C_in), a view
-            x_cn = [x_nc[i].t().contiguous() for i in range(b)]
+            x_rows = x.permute(0, 2, 3, 1).reshape(b, n, c_in)  # (B, N, C_in)
+            x_cols = x_rows.transpose(1, 2)
         else:
-            x_cn = x.reshape(b, c_in, n)  # (B, C_in, N), a view
-            x_nc = [x_cn[i].t().contiguous() for i in range(b)]  # 2-D: ATen's blocked transpose
+            x_cols = x.reshape(b, c_in, n)  # (B, C_in, N)
+            x_rows = x_cols.transpose(1, 2)
         inv_t = 1.0 / temperature
         if proj_weight is not None:
             w_proj = proj_weight.reshape(proj_weight.shape[0], c_in).to(dtype)  # (C, C_in)
-            w_proj_t = w_proj.t().contiguous()  # (C_in, C)
             b_proj = proj_bias.float() if proj_bias is not None else None
         if out_weight is not None:
             w_out = out_weight.reshape(out_weight.shape[0], -1).to(dtype).contiguous()  # (C_out, C)
@@ -160,50 +169,52 @@ def fast_em_attention(
             for _ in range(num_iters):
                 mu_t = mu.t().contiguous()  # (K, C)
                 if proj_weight is not None:
-                    # E-step through conv_in: logits = f^T (W^T mu) + b^T mu.
-                    weight = _mm_nt(mu_t.to(dtype), w_proj_t)  # (K, C_in)
+                    # E-step through conv_in: logits = (W^T mu)^T f + b^T mu.
+                    weight = _mm_nt(mu_t.to(dtype), w_proj.t())  # (K, C_in)
                     bias = mu_t @ b_proj if b_proj is not None else None  # (K,)
                 else:
                     weight, bias = mu_t.to(dtype), None
                 if inv_t != 1.0:
                     weight = weight * inv_t
                     bias = bias * inv_t if bias is not None else None
-                logits = _mm_nt(x_nc[i], weight, bias.to(dtype) if bias is not None else None)  # (N, K)
-                z = logits.float().softmax(dim=1)  # (N, K)
-                s = z.sum(dim=0)  # (K,)
+                logits = _mm_nt(weight, x_rows[i]).float()  # (K, N)
+                if bias is not None:
+                    logits += bias[:, None]
+                z = logits.softmax(dim=0)  # (K, N), over the bases
+                s = z.sum(dim=1)  # (K,)
                 denom = _l1_denominator(s, eps_mode)
-                # (K, N), L1-normalised over N: divide and transpose in one pass.
-                z_l1_t = torch.empty(k, n, dtype=dtype, device=z.device)
-                torch.div(z.t(), denom[:, None], out=z_l1_t)
-                m_t = _mm_nt(z_l1_t, x_cn[i])  # (K, C_in) = (f z)^T
+                z_l1 = (z / denom[:, None]).to(dtype)  # (K, N), L1-normalised over N
+                # f z: the features as the first operand when their (C_in, N) rows exist (the
+                # faster order, measured), else as the transposed view.
+                m = _mm_nt(z_l1, x_cols[i]).t() if channels_last else _mm_nt(x_cols[i], z_l1)  # (C_in, K)
                 if proj_weight is not None:
                     # M-step through conv_in: W (f z) + b (1^T z); 1^T z_l1 = s / denom exactly.
-                    mu = _mm_nt(w_proj, m_t).float()  # (C, K)
+                    mu = _mm_nt(w_proj, m.t()).float()  # (C, K)
                     if b_proj is not None:
                         mu = mu + b_proj[:, None] * (s / denom)[None, :]
                 else:
-                    mu = m_t.float().t()
+                    mu = m.float()
                 mu = normalize_bases(mu[None], base_norm, eps_mode)[0]
             zc, muc = z.to(dtype), mu.to(dtype).contiguous()
-            if out_weight is None:
-                # X~ = mu z^T in the input's layout: (N, C) rows for channels_last, else (C, N).
-                recon = _mm_nt(zc, muc) if channels_last else _mm_nt(muc, zc)
+            if channels_last:
+                # (N, C) rows: X~ = z^T mu^T, then conv_out(ReLU(X~)) with its bias fused.
+                if out_weight is None:
+                    recon = _mm_nt(zc.t().contiguous(), muc)  # (N, C)
+                else:  # the ReLU as the product's post-op
+                    recon = _mm_nt(_mm_nt(zc.t().contiguous(), muc, relu=True), w_out, b_out)  # (N, C_out)
             else:
-                # conv_out(ReLU(X~)): X~ as (N, C) rows, then one inner product per layout.
-                recon = _mm_nt(zc, muc).relu_()  # (N, C)
-                if channels_last:
-                    recon = _mm_nt(recon, w_out, b_out)  # (N, C_out)
+                # (C, N) rows: X~ = mu z, then conv_out(ReLU(X~)) = W_out ReLU(X~) + b_out.
+                if out_weight is None:
+                    recon = _mm_nt(muc, zc.t())  # (C, N)
                 else:
-                    recon = _mm_nt(w_out, recon, None)  # (C_out, N)
-                    recon = recon if b_out is None else recon + b_out[:, None]
+                    recon = _mm_nt(w_out, _mm_nt(muc, zc.t(), relu=True).t())  # (C_out, N)
+                    if b_out is not None:
+                        recon += b_out[:, None]
             zs.append(z)
             mus.append(mu)
             recons.append(recon)
-        z = (
-            (torch.stack(zs) if b > 1 else zs[0][None]).view(b, h, w, k).permute(0, 3, 1, 2)
-        )  # (B, K, H, W), channels_last strides
-        if not autocast:
-            z = z.to(x.dtype)
+        z = torch.stack(zs) if b > 1 else zs[0][None]  # (B, K, N)
+        z = z.view(b, k, h, w) if autocast else z.view(b, k, h, w).to(x.dtype)  # (B, K, H, W)
         mu = torch.stack(mus)
         recon = torch.stack(recons) if b > 1 else recons[0][None]  # no copy for one image
         if channels_last:

@@ -85,9 +85,14 @@ def test_folded_projection_matches_conv_then_em(shape):
 
 
 def test_mm_nt_matches_mm():
-    a, b = torch.randn(37, 19), torch.randn(23, 19)
+    a, b, bias = torch.randn(37, 19), torch.randn(23, 19), torch.randn(23)
     _close(_mm_nt(a, b), a @ b.t())
-    _close(_mm_nt(a, b.t().contiguous().t()), a @ b.t())  # non-contiguous falls back to mm
+    _close(_mm_nt(a, b.t().contiguous().t()), a @ b.t())  # b as a transposed view, read in place
+    sliced = torch.randn(23, 40)[:, 3:22]  # neither row- nor column-major: falls back to mm
+    _close(_mm_nt(a, sliced), a @ sliced.t())
+    _close(_mm_nt(a, b, bias), a @ b.t() + bias)
+    _close(_mm_nt(a, b, bias, relu=True), (a @ b.t() + bias).relu())
+    _close(_mm_nt(a, sliced, bias, relu=True), (a @ sliced.t() + bias).relu())
 
 
 def _unit_pair(c, k, t, **kw):
