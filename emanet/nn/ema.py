@@ -26,8 +26,13 @@ _CLAMP_EPS = 1e-12
 
 
 def _add_relu_(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """out = ReLU(out + other) in place; ATen's fused kernel (one pass) where it exists."""
-    if hasattr(torch.ops.aten, "_add_relu_"):
+    """out = ReLU(out + other) in place; ATen's fused kernel (one pass) where it exists (it
+    takes fp32/fp64 on CPU only)."""
+    if (
+        out.device.type == "cpu"
+        and out.dtype in (torch.float32, torch.float64)
+        and hasattr(torch.ops.aten, "_add_relu_")
+    ):
         return torch.ops.aten._add_relu_(out, other)
     return out.add_(other).relu_()
 

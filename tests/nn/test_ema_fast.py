@@ -193,3 +193,19 @@ def test_emau_fast_under_bf16_autocast(channels_last):
     assert attn_f.dtype == torch.float32
     assert (out_f.float() - out_r.float()).abs().max() < 0.05 * out_r.float().abs().max()
     torch.testing.assert_close(attn_f.sum(1), torch.ones(2, 9, 9), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_emau_fast_bf16_input(channels_last):
+    """bf16 features (what a conv under autocast hands the unit) give what the reference gives."""
+    fast, ref = _unit_pair(32, 8, 3)
+    fast.eval()
+    ref.eval()
+    x = torch.randn(2, 32, 9, 9).relu().bfloat16()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out_f = fast(x)
+        out_r = ref(x)
+    assert out_f.dtype == out_r.dtype == torch.bfloat16
+    assert (out_f.float() - out_r.float()).abs().max() < 0.05 * out_r.float().abs().max()
