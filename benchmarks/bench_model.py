@@ -6,7 +6,8 @@ Variants (same weights, batch 1, eval):
 - "eager fp32": the model as created (fast EM core on by default);
 - "optimized fp32": `optimize_for_inference(model)` (conv–BN folding, channels_last);
 - "optimized bf16": the same under CPU autocast bf16;
-- "compiled bf16" with --compile (torch.compile; the first call compiles, excluded).
+- "compiled fp32" and "compiled bf16" with --compile (`optimize_for_inference(..., compile=True)`:
+  torch.compile with Inductor freezing; the first call compiles and is excluded).
 Rounds run every variant once, in turn; medians and ratios to the baseline are printed, plus
 the relative L2 error and argmax agreement of each variant's logits against the baseline.
 
@@ -50,7 +51,7 @@ def main(argv=None) -> dict:
     p.add_argument("--size", type=int, default=513)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--compile", action="store_true", help="add a torch.compile bf16 variant")
+    p.add_argument("--compile", action="store_true", help="add torch.compile fp32 and bf16 variants")
     p.add_argument(
         "--bn-stats",
         choices=("random", "default"),
@@ -89,6 +90,7 @@ def main(argv=None) -> dict:
         "optimized bf16": emanet.optimize_for_inference(model, "bf16"),
     }
     if args.compile:
+        variants["compiled fp32"] = emanet.optimize_for_inference(model, "fp32", compile=True)
         variants["compiled bf16"] = emanet.optimize_for_inference(model, "bf16", compile=True)
     for name in args.skip:
         variants.pop(name, None)

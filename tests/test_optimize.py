@@ -62,6 +62,21 @@ def test_fp32_matches_plain_model(name, channels_last, images):
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
+def test_compiled_fp32_matches_plain_model(images):
+    """compile=True (Inductor with freezing: folded, prepacked weights, fused convs) keeps the
+    fp32 logits; the original model keeps its weights (freezing works on the copy)."""
+    torch.manual_seed(0)
+    model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=7))
+    before = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        want = model(images)
+    got = optimize_for_inference(model, precision="fp32", compile=True)(images)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert _rel_l2(got, want) < 1e-4
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_return_attention_and_passthrough(images):
     model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=5))
     with torch.no_grad():
@@ -87,6 +102,23 @@ def test_reduced_precision_agrees(precision, images):
     assert got.dtype == torch.float32 and torch.isfinite(got).all()
     assert argmax_agreement(got, want) > 0.9  # reported, not a speed or accuracy target
     assert _rel_l2(got, want) < 0.05
+
+
+def test_reduced_precision_stores_conv_weights_once(images):
+    """bf16 conv weights are cast once, not by autocast on every forward: same logits as
+    autocast over the fp32-weight model, bit for bit; EMA units keep fp32 weights."""
+    model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=7))
+    fast = optimize_for_inference(model, precision="bf16")
+    assert fast.model.backbone.conv1[0].weight.dtype == torch.bfloat16
+    assert fast.model.decode_head.classifier.weight.dtype == torch.bfloat16
+    assert fast.model.decode_head.emau.conv_in.weight.dtype == torch.float32
+    assert fast.model.backbone.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    autocast_only = copy.deepcopy(model)
+    fold_conv_bn(autocast_only)
+    autocast_only = autocast_only.to(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = autocast_only(images.contiguous(memory_format=torch.channels_last)).float()
+    assert torch.equal(fast(images), want)
 
 
 def test_fold_conv_bn_counts_and_is_exact():
