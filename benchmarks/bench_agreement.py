@@ -61,7 +61,8 @@ def main(argv=None) -> dict:
         image, label = sample["image"][None], sample["label"][None]  # (1, 3, H, W), (1, H, W)
         if args.size:
             image = F.interpolate(image, size=(args.size, args.size), mode="bilinear", align_corners=False)
-            label = F.interpolate(label[:, None].float(), size=(args.size, args.size), mode="nearest")[:, 0].long()
+            label = F.interpolate(label[:, None].float(), size=(args.size, args.size), mode="nearest")
+            label = label[:, 0].long()
         with torch.inference_mode():
             t0 = time.perf_counter()
             want = model(image)
