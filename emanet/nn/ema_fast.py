@@ -183,20 +183,20 @@ def fast_em_attention(
                 z = logits.softmax(dim=0)  # (K, N), over the bases
                 s = z.sum(dim=1)  # (K,)
                 denom = _l1_denominator(s, eps_mode)
-                zd = z.to(dtype)
+                # L1-normalised over N before the product, as the reference: a basis that no pixel
+                # picks has responsibilities down in the denormals, which the product would flush
+                # to zero; divided first, they are scaled back into range (tested).
+                z_l1 = (z / denom[:, None]).to(dtype)  # (K, N)
                 # f z: the features as the first operand when their (C_in, N) rows exist (the
                 # faster order, measured), else as the transposed view.
-                m = _mm_nt(zd, x_cols[i]).t() if channels_last else _mm_nt(x_cols[i], zd)  # (C_in, K)
-                # The L1 normalisation over N is a per-basis scale: applied to the (C, K) result
-                # instead of the (K, N) responsibilities (one pass fewer over z).
+                m = _mm_nt(z_l1, x_cols[i]).t() if channels_last else _mm_nt(x_cols[i], z_l1)  # (C_in, K)
                 if proj_weight is not None:
-                    # M-step through conv_in: W (f z) + b (1^T z).
+                    # M-step through conv_in: W (f z) + b (1^T z); 1^T z_l1 = s / denom exactly.
                     mu = _mm_nt(w_proj, m.t()).float()  # (C, K)
                     if b_proj is not None:
-                        mu = mu + b_proj[:, None] * s[None, :]
+                        mu = mu + b_proj[:, None] * (s / denom)[None, :]
                 else:
                     mu = m.float()
-                mu = mu / denom[None, :]
                 mu = normalize_bases(mu[None], base_norm, eps_mode)[0]
             zc, muc = z.to(dtype), mu.to(dtype).contiguous()
             if channels_last:
