@@ -277,7 +277,7 @@ def optimize_for_inference(
     if precision != "fp32":
         _cast_conv_weights(inner, PRECISIONS[precision])
     # Freezing: weights become constants, so Inductor folds and prepacks them and fuses the
-    # convs with their ReLU / residual add (1.27× -> 1.42× for fp32 R101 here, docs/benchmarks.md).
+    # convs with their ReLU / residual add (measured in docs/benchmarks.md, section 4).
     compiled = torch.compile(inner, options={"freezing": True}) if compile else None
     return InferenceModel(inner, precision, channels_last, compiled).eval()
 

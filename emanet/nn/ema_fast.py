@@ -183,9 +183,8 @@ def fast_em_attention(
                 z = logits.softmax(dim=0)  # (K, N), over the bases
                 s = z.sum(dim=1)  # (K,)
                 denom = _l1_denominator(s, eps_mode)
-                # L1-normalised over N before the product, as the reference: a basis that no pixel
-                # picks has responsibilities down in the denormals, which the product would flush
-                # to zero; divided first, they are scaled back into range (tested).
+                # L1-normalised over N before the product, in the authors' order (scaling the
+                # (C, K) result instead saves a pass over z but rounds differently).
                 z_l1 = (z / denom[:, None]).to(dtype)  # (K, N)
                 # f z: the features as the first operand when their (C_in, N) rows exist (the
                 # faster order, measured), else as the transposed view.
