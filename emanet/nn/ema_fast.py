@@ -177,18 +177,31 @@ def fast_em_attention(
                 if inv_t != 1.0:
                     weight = weight * inv_t
                     bias = bias * inv_t if bias is not None else None
-                logits = _mm_nt(weight, x_rows[i]).float()  # (K, N)
-                if bias is not None:
-                    logits += bias[:, None]
-                z = logits.softmax(dim=0)  # (K, N), over the bases
-                s = z.sum(dim=1)  # (K,)
+                # The features are the first operand of whichever product their own rows suit
+                # (the faster order, measured): the E-step for channels_last, else the M-step.
+                if channels_last:
+                    fuse_bias = bias is not None and dtype == torch.float32  # else added in fp32
+                    logits = _mm_nt(x_rows[i], weight, bias if fuse_bias else None).float()  # (N, K)
+                    if bias is not None and not fuse_bias:
+                        logits += bias
+                    z = logits.softmax(dim=1)  # (N, K), over the bases
+                    s = z.sum(dim=0)  # (K,)
+                else:
+                    logits = _mm_nt(weight, x_rows[i]).float()  # (K, N)
+                    if bias is not None:
+                        logits += bias[:, None]
+                    z = logits.softmax(dim=0)  # (K, N)
+                    s = z.sum(dim=1)  # (K,)
                 denom = _l1_denominator(s, eps_mode)
                 # L1-normalised over N before the product, in the authors' order (scaling the
                 # (C, K) result instead saves a pass over z but rounds differently).
-                z_l1 = (z / denom[:, None]).to(dtype)  # (K, N)
-                # f z: the features as the first operand when their (C_in, N) rows exist (the
-                # faster order, measured), else as the transposed view.
-                m = _mm_nt(z_l1, x_cols[i]).t() if channels_last else _mm_nt(x_cols[i], z_l1)  # (C_in, K)
+                if channels_last:
+                    z_l1 = torch.empty(k, n, dtype=dtype, device=z.device)
+                    torch.div(z.t(), denom[:, None], out=z_l1)  # (K, N): divide and transpose, one pass
+                    m = _mm_nt(z_l1, x_cols[i]).t()  # (C_in, K)
+                else:
+                    z_l1 = (z / denom[:, None]).to(dtype)  # (K, N)
+                    m = _mm_nt(x_cols[i], z_l1)  # (C_in, K)
                 if proj_weight is not None:
                     # M-step through conv_in: W (f z) + b (1^T z); 1^T z_l1 = s / denom exactly.
                     mu = _mm_nt(w_proj, m.t()).float()  # (C, K)
@@ -199,11 +212,11 @@ def fast_em_attention(
                 mu = normalize_bases(mu[None], base_norm, eps_mode)[0]
             zc, muc = z.to(dtype), mu.to(dtype).contiguous()
             if channels_last:
-                # (N, C) rows: X~ = z^T mu^T, then conv_out(ReLU(X~)) with its bias fused.
+                # (N, C) rows: X~ = z mu^T, then conv_out(ReLU(X~)) with its bias fused.
                 if out_weight is None:
-                    recon = _mm_nt(zc.t().contiguous(), muc)  # (N, C)
+                    recon = _mm_nt(zc, muc)  # (N, C)
                 else:  # the ReLU as the product's post-op
-                    recon = _mm_nt(_mm_nt(zc.t().contiguous(), muc, relu=True), w_out, b_out)  # (N, C_out)
+                    recon = _mm_nt(_mm_nt(zc, muc, relu=True), w_out, b_out)  # (N, C_out)
             else:
                 # (C, N) rows: X~ = mu z, then conv_out(ReLU(X~)) = W_out ReLU(X~) + b_out.
                 if out_weight is None:
@@ -215,8 +228,10 @@ def fast_em_attention(
             zs.append(z)
             mus.append(mu)
             recons.append(recon)
-        z = torch.stack(zs) if b > 1 else zs[0][None]  # (B, K, N)
-        z = z.view(b, k, h, w) if autocast else z.view(b, k, h, w).to(x.dtype)  # (B, K, H, W)
+        z = torch.stack(zs) if b > 1 else zs[0][None]  # (B, N, K) for channels_last, else (B, K, N)
+        z = z.view(b, h, w, k).permute(0, 3, 1, 2) if channels_last else z.view(b, k, h, w)  # (B, K, H, W)
+        if not autocast:
+            z = z.to(x.dtype)
         mu = torch.stack(mus)
         recon = torch.stack(recons) if b > 1 else recons[0][None]  # no copy for one image
         if channels_last:
