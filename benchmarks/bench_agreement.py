@@ -24,6 +24,7 @@ import emanet
 from emanet.data.datasets import build_dataset
 from emanet.data.transforms import eval_transforms
 from emanet.engine.inference import load_model
+from emanet.engine.metrics import ConfusionMatrix
 from emanet.optimize import argmax_agreement
 
 
@@ -55,7 +56,8 @@ def main(argv=None) -> dict:
     err2 = {p: 0.0 for p in fast}
     ref2 = 0.0
     seconds = {p: 0.0 for p in ["eager fp32", *fast]}
-    pixels = correct = labelled = 0
+    pixels = 0
+    reference = ConfusionMatrix(model.num_classes, dataset.ignore_index)  # the fp32 model vs the labels
     for i in tqdm(range(count), desc="images", unit="img"):
         sample = dataset[i]
         image, label = sample["image"][None], sample["label"][None]  # (1, 3, H, W), (1, H, W)
@@ -68,9 +70,7 @@ def main(argv=None) -> dict:
             want = model(image)
             seconds["eager fp32"] += time.perf_counter() - t0
         n = want.shape[0] * want.shape[2] * want.shape[3]
-        valid = label != dataset.ignore_index
-        correct += int((want.argmax(dim=1)[valid] == label[valid]).sum())
-        labelled += int(valid.sum())
+        reference.update(want.argmax(dim=1), label)
         ref2 += float(want.double().pow(2).sum())
         for name, fn in fast.items():
             t0 = time.perf_counter()
@@ -80,7 +80,7 @@ def main(argv=None) -> dict:
             err2[name] += float((got.double() - want.double()).pow(2).sum())
         pixels += n
     h, w = want.shape[2:]
-    accuracy = correct / max(labelled, 1)
+    accuracy = reference.compute()["pixel_acc"]
     print(
         f"{args.checkpoint}: {count} {args.split} images at {h}×{w}, {torch.get_num_threads()} threads; "
         f"eager fp32 pixel accuracy {100 * accuracy:.2f}%"
