@@ -10,6 +10,7 @@ The original model is never modified (the work is done on a deep copy).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -228,13 +229,27 @@ class InferenceModel(nn.Module):
     def forward(self, images: torch.Tensor, *args, **kwargs):
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
-        fn = self._compiled if self._compiled is not None else self.model
         device_type = images.device.type
-        with torch.inference_mode():
+        with torch.inference_mode(), _frozen_compilation(self._compiled is not None):
+            fn = self._compiled if self._compiled is not None else self.model
             if self.precision == "fp32":
                 return fn(images, *args, **kwargs)
             with torch.autocast(device_type, dtype=PRECISIONS[self.precision]):
                 return _to_float32(fn(images, *args, **kwargs))
+
+
+def _frozen_compilation(enabled: bool):
+    """Inductor's freezing for the compilations that happen inside this context.
+
+    torch.compile compiles at the first call (and again for a new input size), and freezing is
+    read from Inductor's config then: `torch.compile(options={"freezing": True})` leaves it off
+    (measured with torch 2.13: convs stay unpacked `aten.convolution`), so it is set per call.
+    """
+    if not enabled:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(freezing=True)
 
 
 def optimize_for_inference(
@@ -276,9 +291,9 @@ def optimize_for_inference(
             _linearise_1x1_convs(inner)
     if precision != "fp32":
         _cast_conv_weights(inner, PRECISIONS[precision])
-    # Freezing: weights become constants, so Inductor folds and prepacks them and fuses the
-    # convs with their ReLU / residual add (measured in docs/benchmarks.md, section 4).
-    compiled = torch.compile(inner, options={"freezing": True}) if compile else None
+    # Compiled with freezing on (see `_frozen_compilation`): weights become constants, so
+    # Inductor prepacks them for oneDNN and fuses the convs with their ReLU / residual add.
+    compiled = torch.compile(inner) if compile else None
     return InferenceModel(inner, precision, channels_last, compiled).eval()
 
 

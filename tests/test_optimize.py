@@ -65,12 +65,21 @@ def test_fp32_matches_plain_model(name, channels_last, images):
 def test_compiled_fp32_matches_plain_model(images):
     """compile=True (Inductor with freezing: folded, prepacked weights, fused convs) keeps the
     fp32 logits; the original model keeps its weights (freezing works on the copy)."""
+    from torch._dynamo.utils import counters
+
     torch.manual_seed(0)
     model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=7))
     before = copy.deepcopy(model.state_dict())
     with torch.no_grad():
         want = model(images)
+    counters.clear()
     got = optimize_for_inference(model, precision="fp32", compile=True)(images)
+    # Freezing really happened: Inductor packed the conv weights for oneDNN (it does so only
+    # for frozen weights; `torch.compile(options={"freezing": True})` alone packed none).
+    # The residual joins reach Inductor as add + ReLU, which it fuses into the conv before them.
+    if torch.backends.mkldnn.is_available():
+        assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] > 0
+        assert counters["inductor"]["mkldnn_conv_binary_unary_fusion_matcher_count"] > 0
     assert got.shape == want.shape and got.dtype == torch.float32
     assert _rel_l2(got, want) < 1e-4
     after = model.state_dict()
