@@ -14,6 +14,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .add_relu import add_relu_
+
 __all__ = ["EMAU", "em_iterations", "normalize_bases", "BASE_NORMS", "MAINTENANCES", "EPS_MODES"]
 
 BASE_NORMS = ("l2", "layer", "none")
@@ -23,18 +25,6 @@ MAINTENANCES = ("moving_average", "learned", "fixed")
 EPS_MODES = ("add", "clamp")
 _ADD_EPS = 1e-6
 _CLAMP_EPS = 1e-12
-
-
-def _add_relu_(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """out = ReLU(out + other) in place; ATen's fused kernel (one pass) where it exists (it
-    takes fp32/fp64 on CPU only)."""
-    if (
-        out.device.type == "cpu"
-        and out.dtype in (torch.float32, torch.float64)
-        and hasattr(torch.ops.aten, "_add_relu_")
-    ):
-        return torch.ops.aten._add_relu_(out, other)
-    return out.add_(other).relu_()
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -262,7 +252,7 @@ class EMAU(nn.Module):
             recon = conv_out(F.relu(recon, inplace=not recon.requires_grad))
         out = bn_out(recon)
         if conv_out is None and isinstance(bn_out, nn.Identity) and out.dtype == identity.dtype:
-            out = _add_relu_(out, identity)  # a fresh tensor from the fast path: no allocation
+            out = add_relu_(out, identity)  # a fresh tensor from the fast path: no allocation
         else:
             out = F.relu(out + identity, inplace=True)
         if return_attention:

@@ -91,3 +91,19 @@ def test_feature_info_matches_outputs(depth, channels, output_stride):
 def test_invalid_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ResNet(**kwargs)
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_blocks_same_without_autograd_and_input_kept(depth):
+    """Without autograd the residual join runs in place (one fused pass); the result is the
+    same bit for bit, and no block writes into its input (a stage output may be reused)."""
+    torch.manual_seed(0)
+    model = ResNet(depth, output_stride=8).eval()
+    x = torch.randn(1, 3, 40, 40)
+    with torch.enable_grad():
+        want = model(x)
+    x_before = x.clone()
+    with torch.no_grad():
+        got = model(x)
+    assert torch.equal(x, x_before)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
