@@ -260,13 +260,13 @@ class EMAU(nn.Module):
         return out
 
     def _can_use_fast_path(self, x: torch.Tensor) -> bool:
-        """The fast EM path needs no autograd through the EM core and plain eager tensors
-        (tracing/ONNX export and meta-device FLOP counting see the reference ops)."""
+        """The fast EM path needs no autograd through the EM core; tracing/ONNX export and
+        meta-device FLOP counting see the reference ops (torch.compile sees one opaque op)."""
         if not self.use_fast_path or x.device.type == "meta" or not x.is_floating_point():
             return False
         if self.maintenance == "learned" and torch.is_grad_enabled():
             return False
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             return False
         return self._plain_1x1(self.conv_in)
 

@@ -16,7 +16,8 @@ that run fastest (measured in docs/benchmarks.md):
   at segmentation sizes each image's products are large enough for that to cost nothing.
 
 No autograd: callers use it where the EM core runs under no_grad (every maintenance except
-"learned").
+"learned"). Under torch.compile it is one custom op, `torch.ops.emanet.fast_em_attention`,
+which the compiled graph calls as it is.
 """
 
 from __future__ import annotations
@@ -141,6 +142,31 @@ def fast_em_attention(
     if num_iters < 1:
         raise ValueError(f"num_iters={num_iters} is not valid; EM needs at least one iteration (>= 1)")
     dtype, autocast = _compute_dtype(x)
+    weights = (proj_weight, proj_bias, out_weight, out_bias)
+    args = (x, bases, num_iters, temperature, base_norm, eps_mode, *weights)
+    if torch.compiler.is_compiling():
+        # One opaque op in the compiled graph (torch.compile cannot trace oneDNN's inner
+        # product through Inductor's passes); the dtype is fixed here because autocast is not
+        # active where Inductor's code later calls it.
+        return torch.ops.emanet.fast_em_attention(*args, dtype, autocast)
+    return _fast_em_core(*args, dtype, autocast)
+
+
+def _fast_em_core(
+    x: torch.Tensor,
+    bases: torch.Tensor,
+    num_iters: int,
+    temperature: float,
+    base_norm: str,
+    eps_mode: str,
+    proj_weight: torch.Tensor | None,
+    proj_bias: torch.Tensor | None,
+    out_weight: torch.Tensor | None,
+    out_bias: torch.Tensor | None,
+    dtype: torch.dtype,
+    autocast: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`fast_em_attention` with the products' dtype given; `autocast` keeps z in fp32."""
     # Products run in `dtype` with autocast off; softmax and normalisations stay in fp32.
     with torch.autocast(x.device.type, enabled=False):
         x = x.to(dtype)
@@ -237,3 +263,48 @@ def fast_em_attention(
         if channels_last:
             return z, mu, recon.view(b, h, w, -1).permute(0, 3, 1, 2)  # (B, C, H, W), channels_last
         return z, mu, recon.view(b, -1, h, w)
+
+
+# The schema is spelled out (not inferred from the annotations) so that every torch >= 2.4 reads it.
+@torch.library.custom_op(
+    "emanet::fast_em_attention",
+    mutates_args=(),
+    schema="(Tensor x, Tensor bases, int num_iters, float temperature, str base_norm, str eps_mode, "
+    "Tensor? proj_weight, Tensor? proj_bias, Tensor? out_weight, Tensor? out_bias, ScalarType dtype, "
+    "bool autocast) -> (Tensor, Tensor, Tensor)",
+)
+def _fast_em_attention_op(
+    x: torch.Tensor,
+    bases: torch.Tensor,
+    num_iters: int,
+    temperature: float,
+    base_norm: str,
+    eps_mode: str,
+    proj_weight: torch.Tensor | None,
+    proj_bias: torch.Tensor | None,
+    out_weight: torch.Tensor | None,
+    out_bias: torch.Tensor | None,
+    dtype: torch.dtype,
+    autocast: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        return _fast_em_core(
+            x, bases, num_iters, temperature, base_norm, eps_mode,
+            proj_weight, proj_bias, out_weight, out_bias, dtype, autocast,
+        )  # fmt: skip
+
+
+@_fast_em_attention_op.register_fake
+def _(x, bases, num_iters, temperature, base_norm, eps_mode, proj_weight, proj_bias, out_weight, out_bias,
+      dtype, autocast):  # fmt: skip
+    """Shapes, dtypes and layouts of `_fast_em_core`'s outputs, for tracing."""
+    b, _, h, w = x.shape
+    c, k = bases.shape[1], bases.shape[2]
+    c_out = out_weight.shape[0] if out_weight is not None else c
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    z_dtype = torch.float32 if autocast else dtype
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    z = x.new_empty((b, k, h, w), dtype=z_dtype).contiguous(memory_format=layout)
+    mu = x.new_empty((b, c, k), dtype=torch.float32)
+    recon = x.new_empty((b, c_out, h, w), dtype=dtype).contiguous(memory_format=layout)
+    return z, mu, recon

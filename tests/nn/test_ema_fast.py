@@ -209,3 +209,45 @@ def test_emau_fast_bf16_input(channels_last):
         out_r = ref(x)
     assert out_f.dtype == out_r.dtype == torch.bfloat16
     assert (out_f.float() - out_r.float()).abs().max() < 0.05 * out_r.float().abs().max()
+
+
+def test_custom_op_fake_matches_real():
+    """The op that stands for the fast path in compiled graphs: its fake (tracing) outputs have
+    the real shapes, dtypes and strides; schema and registrations checked by opcheck."""
+    import emanet.nn.ema_fast  # noqa: F401 - registers torch.ops.emanet.fast_em_attention
+
+    unit = _unit_pair(16, 4, 2)[0].eval()
+    bases, w_in, b_in = unit.bases, unit.conv_in.weight.detach(), unit.conv_in.bias.detach()
+    w_out, b_out = unit.conv_out.weight.detach(), torch.randn(16)  # always called without autograd
+    for x, dtype, autocast in [
+        (torch.randn(2, 16, 5, 7), torch.float32, False),
+        (torch.randn(1, 16, 6, 6).contiguous(memory_format=torch.channels_last), torch.float32, False),
+        (torch.randn(2, 16, 5, 5).contiguous(memory_format=torch.channels_last), torch.bfloat16, True),
+    ]:
+        for out in [(None, None), (w_out, b_out)]:
+            args = (x, bases, 2, 1.0, "l2", "add", w_in, b_in, *out, dtype, autocast)
+            torch.library.opcheck(torch.ops.emanet.fast_em_attention.default, args)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_emau_fast_path_under_torch_compile(channels_last, precision, monkeypatch):
+    """torch.compile keeps the fast path (one opaque op), with eager's results."""
+    import emanet.nn.ema as ema
+
+    unit = _unit_pair(32, 8, 3)[0].eval()
+    x = torch.randn(2, 32, 9, 9).relu()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.no_grad(), autocast:
+        want, want_attn = unit(x, return_attention=True)
+    torch._dynamo.reset()
+    compiled = torch.compile(unit, backend="aot_eager", fullgraph=True)
+    # The reference EM never runs in the compiled graph.
+    monkeypatch.setattr(ema, "em_iterations", lambda *a, **k: pytest.fail("reference EM traced"))
+    with torch.no_grad(), autocast:
+        got, got_attn = compiled(x, return_attention=True)
+    assert got.dtype == want.dtype and got_attn.dtype == want_attn.dtype
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(got_attn, want_attn, atol=1e-6, rtol=1e-6)
