@@ -214,8 +214,6 @@ def test_emau_fast_bf16_input(channels_last):
 def test_custom_op_fake_matches_real():
     """The op that stands for the fast path in compiled graphs: its fake (tracing) outputs have
     the real shapes, dtypes and strides; schema and registrations checked by opcheck."""
-    import emanet.nn.ema_fast  # noqa: F401 - registers torch.ops.emanet.fast_em_attention
-
     unit = _unit_pair(16, 4, 2)[0].eval()
     bases, w_in, b_in = unit.bases, unit.conv_in.weight.detach(), unit.conv_in.bias.detach()
     w_out, b_out = unit.conv_out.weight.detach(), torch.randn(16)  # always called without autograd
@@ -251,3 +249,23 @@ def test_emau_fast_path_under_torch_compile(channels_last, precision, monkeypatc
     assert got.dtype == want.dtype and got_attn.dtype == want_attn.dtype
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(got_attn, want_attn, atol=1e-6, rtol=1e-6)
+
+
+def test_emau_fast_path_under_torch_compile_training():
+    """Training under torch.compile: same output, gradients and moving average of the bases."""
+    fast = _unit_pair(32, 8, 3)[0].train()
+    eager = copy.deepcopy(fast)
+    torch._dynamo.reset()
+    compiled = torch.compile(fast, backend="aot_eager", fullgraph=True)
+    x = torch.randn(2, 32, 9, 9).relu()
+    results = []
+    for fn in (compiled, eager):
+        xi = x.clone().requires_grad_(True)
+        out = fn(xi)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), xi.grad))
+    unit_grads = [(u.conv_out.weight.grad, u.bn_out.weight.grad) for u in (fast, eager)]
+    for got, want in zip(
+        results[0] + unit_grads[0] + (fast.bases,), results[1] + unit_grads[1] + (eager.bases,), strict=True
+    ):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
