@@ -152,6 +152,7 @@ def fast_em_attention(
     return _fast_em_core(*args, dtype, autocast)
 
 
+@torch.no_grad()
 def _fast_em_core(
     x: torch.Tensor,
     bases: torch.Tensor,
@@ -265,33 +266,16 @@ def _fast_em_core(
         return z, mu, recon.view(b, -1, h, w)
 
 
-# The schema is spelled out (not inferred from the annotations) so that every torch >= 2.4 reads it.
-@torch.library.custom_op(
+# The fast core as one custom op, for compiled graphs (eager calls `_fast_em_core` directly). The
+# schema is spelled out (not inferred from the annotations) so that every torch >= 2.4 reads it.
+_fast_em_attention_op = torch.library.custom_op(
     "emanet::fast_em_attention",
+    _fast_em_core,
     mutates_args=(),
     schema="(Tensor x, Tensor bases, int num_iters, float temperature, str base_norm, str eps_mode, "
     "Tensor? proj_weight, Tensor? proj_bias, Tensor? out_weight, Tensor? out_bias, ScalarType dtype, "
     "bool autocast) -> (Tensor, Tensor, Tensor)",
 )
-def _fast_em_attention_op(
-    x: torch.Tensor,
-    bases: torch.Tensor,
-    num_iters: int,
-    temperature: float,
-    base_norm: str,
-    eps_mode: str,
-    proj_weight: torch.Tensor | None,
-    proj_bias: torch.Tensor | None,
-    out_weight: torch.Tensor | None,
-    out_bias: torch.Tensor | None,
-    dtype: torch.dtype,
-    autocast: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
-        return _fast_em_core(
-            x, bases, num_iters, temperature, base_norm, eps_mode,
-            proj_weight, proj_bias, out_weight, out_bias, dtype, autocast,
-        )  # fmt: skip
 
 
 @_fast_em_attention_op.register_fake
