@@ -13,7 +13,6 @@ network at the paper's 513×513 on scenes it was trained on at a smaller size.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
@@ -25,6 +24,7 @@ from emanet.data.datasets import build_dataset
 from emanet.data.transforms import eval_transforms
 from emanet.engine.inference import load_model
 from emanet.engine.metrics import ConfusionMatrix
+from emanet.fileio import write_json
 from emanet.optimize import argmax_agreement
 
 
@@ -102,8 +102,7 @@ def main(argv=None) -> dict:
         )
     result = {"config": vars(args), "images": count, "size": [h, w], "pixel_accuracy": accuracy, "rows": rows}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(args.json, result)
     return result
 
 

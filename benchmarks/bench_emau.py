@@ -13,7 +13,6 @@ load drifts, so only ratios from the same process mean anything.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from emanet import EMAU
+from emanet.fileio import write_json
 
 
 def authors_emau(unit: EMAU, x: torch.Tensor, num_iters: int) -> torch.Tensor:
@@ -160,8 +160,7 @@ def main(argv=None) -> dict:
         )
     result = {"config": vars(args), "rows": rows}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(args.json, result)
     return result
 
 

@@ -17,13 +17,13 @@ the relative L2 error and argmax agreement of each variant's logits against the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
 
 import emanet
+from emanet.fileio import write_json
 from emanet.nn import EMAU
 from emanet.optimize import argmax_agreement
 
@@ -139,8 +139,7 @@ def main(argv=None) -> dict:
         )
     result = {"config": vars(args), "rows": rows}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(args.json, result)
     return result
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from .engine.config import load_config
 from .engine.train import Trainer
-from .fileio import atomic_write
+from .fileio import write_json
 
 __all__ = ["run_demo", "DEMO_MODELS"]
 
@@ -131,12 +131,10 @@ def run_demo(
         _write_pictures(Path(cfg.output_dir), pictures, name, trainer.palette)
     table = _format_table(rows)
     print(table)
-    with atomic_write(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    write_json(out / "results.json", rows, indent=1)
     bench = {"title": "emanet demo: EMA head vs FCN head on the same ResNet-18", "rows": rows}
     for name, _ in DEMO_MODELS:
-        with atomic_write(out / name / "bench.json") as tmp:
-            tmp.write_text(json.dumps(bench, indent=1) + "\n")
+        write_json(out / name / "bench.json", bench, indent=1)
     print(f"predictions and attention maps: {pictures}")
     if report:
         from .report import write_report

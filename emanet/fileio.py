@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "write_json"]
 
 
 @contextlib.contextmanager
@@ -34,3 +35,9 @@ def atomic_write(path: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
+    """Write `obj` as JSON (one trailing newline) to `path`, atomically (`atomic_write`)."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent) + "\n")

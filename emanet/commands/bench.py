@@ -7,8 +7,6 @@ emanet bench emanet_r18 deeplabv3_r18 --size 257 --repeats 5
 
 from __future__ import annotations
 
-import json
-
 
 def configure(parser) -> None:
     parser.add_argument("models", nargs="*", help="registered model names (see `emanet models`)")
@@ -46,6 +44,7 @@ def run(args) -> int:
     import torch
 
     from .. import bench
+    from ..fileio import write_json
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,8 +89,7 @@ def run(args) -> int:
     print(bench.format_table(kind, rows))
     result = {"kind": kind, "title": title, "machine": bench.machine_info(args.device), "rows": rows}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     if args.plot:
         bench.plot_results(kind, rows, args.plot, title)

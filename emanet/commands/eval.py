@@ -25,14 +25,13 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    import json
 
     from ..engine.config import load_config
     from ..engine.distributed import cleanup_distributed, init_distributed
     from ..engine.evaluate import evaluate
     from ..engine.inference import load_model
     from ..engine.train import build_val_loader, resolve_device
-    from ..fileio import atomic_write
+    from ..fileio import write_json
 
     cfg = load_config(args.config, args.overrides)
     device = resolve_device(cfg.train.device)
@@ -75,8 +74,7 @@ def run(args) -> int:
         if info.is_main:
             print(_table(result))
             if args.out:
-                with atomic_write(args.out) as tmp:
-                    tmp.write_text(json.dumps(result, indent=1) + "\n")
+                write_json(args.out, result, indent=1)
     finally:
         cleanup_distributed()
     return 0

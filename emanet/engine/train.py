@@ -36,7 +36,7 @@ from ..data import (
     eval_transforms,
     train_transforms,
 )
-from ..fileio import atomic_write
+from ..fileio import atomic_write, write_json
 from ..models import create_model
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import Config, config_to_dict
@@ -259,8 +259,7 @@ class Trainer:
                 tmp.write_text("".join(line + "\n" for line in kept))
         with atomic_write(self.run_dir / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
-        with atomic_write(self.run_dir / "env.json") as tmp:
-            tmp.write_text(json.dumps(_environment(self.device, self.dist.world_size), indent=2) + "\n")
+        write_json(self.run_dir / "env.json", _environment(self.device, self.dist.world_size))
         if self.start_iter == 0:
             metrics.write_text("")
 
@@ -453,6 +452,5 @@ class Trainer:
             {"type": "eval", "iter": iteration, **{k: result[k] for k in ("mIoU", "pixel_acc", "mean_acc")}}
         )
         if final and self.is_main:
-            with atomic_write(self.run_dir / "eval.json") as tmp:
-                tmp.write_text(json.dumps({**result, "palette": self.palette}, indent=1) + "\n")
+            write_json(self.run_dir / "eval.json", {**result, "palette": self.palette}, indent=1)
         return result

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, write_json
 from .registry import create_model
 from .segmentor import Segmentor
 
@@ -38,8 +38,7 @@ def save_pretrained(model: Segmentor, directory, class_names=None, palette=None)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_write(directory / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
-    with atomic_write(directory / CONFIG_NAME) as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
+    write_json(directory / CONFIG_NAME, config)
     return directory
 
 
