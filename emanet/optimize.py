@@ -17,10 +17,13 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .nn.packed_conv import Conv1x1AsLinear, PackedConv2d, packing_available
+
 __all__ = [
     "optimize_for_inference",
     "InferenceModel",
     "Conv1x1AsLinear",
+    "PackedConv2d",
     "fold_conv_bn",
     "argmax_agreement",
     "PRECISIONS",
@@ -94,73 +97,23 @@ def fold_conv_bn(model: nn.Module) -> int:
     return folded
 
 
-class Conv1x1AsLinear(nn.Module):
-    """A 1×1, stride-1 convolution computed as one oneDNN inner product over NHWC rows.
-
-    For fp32 CPU inference on channels_last inputs: PyTorch sends batch-1 1×1 convolutions to
-    its own GEMM when it runs one thread, which is about half oneDNN's rate on AVX-512 CPUs.
-    Anything else (autocast, other devices or layouts) runs the wrapped conv unchanged.
-
-    Shapes:
-        (B, C_in, H, W) channels_last -> (B, C_out, H, W) channels_last
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.conv = conv
-
-    def __getattr__(self, name: str):
-        # out_channels, weight, ... of the wrapped conv (e.g. Segmentor.num_classes reads them).
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(super().__getattr__("conv"), name)
-
-    @staticmethod
-    def applies_to(conv: nn.Module) -> bool:
-        return (
-            type(conv) is nn.Conv2d
-            and conv.kernel_size == (1, 1)
-            and conv.stride == (1, 1)
-            and conv.padding in ((0, 0), "valid")
-            and conv.groups == 1
-            and not conv._forward_hooks
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv
-        if (
-            x.device.type != "cpu"
-            or x.dtype != torch.float32
-            or conv.weight.dtype != torch.float32
-            or x.dim() != 4
-            or not x.is_contiguous(memory_format=torch.channels_last)
-            or torch.is_autocast_enabled("cpu")
-            or torch.is_grad_enabled()
-        ):
-            return conv(x)
-        b, c, h, w = x.shape
-        rows = x.permute(0, 2, 3, 1).reshape(b * h * w, c)  # a view of the NHWC memory
-        weight = conv.weight.reshape(conv.out_channels, c)
-        out = torch.ops.mkldnn._linear_pointwise(rows, weight.contiguous(), conv.bias, "none", [], "")
-        return out.view(b, h, w, -1).permute(0, 3, 1, 2)
-
-
-def _linearise_1x1_convs(model: nn.Module) -> int:
-    """Replace plain 1×1 convs by `Conv1x1AsLinear`, except inside EMA units (whose fast path
-    already folds conv_in and computes conv_out as such a product)."""
+def _pack_convs(model: nn.Module) -> int:
+    """Replace plain convs by `Conv1x1AsLinear` (1×1) or `PackedConv2d` (others), except inside
+    EMA units (whose fast path already folds conv_in and computes conv_out as an inner product)."""
     from .nn.ema import EMAU
 
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+    if not packing_available():
         return 0
     replaced = 0
     for module in list(model.modules()):
-        if isinstance(module, (EMAU, Conv1x1AsLinear)):
+        if isinstance(module, (EMAU, Conv1x1AsLinear, PackedConv2d)):
             continue
         for name, child in list(module.named_children()):
-            if Conv1x1AsLinear.applies_to(child):
-                setattr(module, name, Conv1x1AsLinear(child))
-                replaced += 1
+            for wrapper in (Conv1x1AsLinear, PackedConv2d):
+                if wrapper.applies_to(child):
+                    setattr(module, name, wrapper(child))
+                    replaced += 1
+                    break
     return replaced
 
 
@@ -261,8 +214,8 @@ def optimize_for_inference(
 ) -> InferenceModel:
     """An inference-ready copy of `model`; `model` itself is left untouched.
 
-    fp32 on CPU with channels_last also runs plain 1×1 convs as oneDNN inner products
-    (`Conv1x1AsLinear`).
+    fp32 on CPU with channels_last (not compiled: Inductor packs its own) also runs the convs on
+    weights packed once for oneDNN, 1×1 convs as inner products (`emanet.nn.packed_conv`).
 
     Args:
         model: a Segmentor (or any module whose BN layers follow the conv/bn conventions).
@@ -288,7 +241,7 @@ def optimize_for_inference(
     if channels_last:
         inner = inner.to(memory_format=torch.channels_last)
         if precision == "fp32" and not compile and next(inner.parameters()).device.type == "cpu":
-            _linearise_1x1_convs(inner)
+            _pack_convs(inner)
     if precision != "fp32":
         _cast_conv_weights(inner, PRECISIONS[precision])
     # Compiled with freezing on (see `_frozen_compilation`): weights become constants, so

@@ -9,7 +9,15 @@ import torch
 from torch import nn
 
 import emanet
-from emanet.optimize import Conv1x1AsLinear, argmax_agreement, fold_conv_bn, optimize_for_inference
+from emanet.nn import EMAU
+from emanet.nn.packed_conv import packing_available
+from emanet.optimize import (
+    Conv1x1AsLinear,
+    PackedConv2d,
+    argmax_agreement,
+    fold_conv_bn,
+    optimize_for_inference,
+)
 
 
 def _randomise_bn(model):
@@ -55,7 +63,15 @@ def test_fp32_matches_plain_model(name, channels_last, images):
     assert got.shape == want.shape and got.dtype == torch.float32
     assert _rel_l2(got, want) < 1e-4
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # every BN folded
-    assert any(isinstance(m, Conv1x1AsLinear) for m in fast.modules()) == channels_last  # classifier
+    # channels_last: every conv outside the EMA units on packed weights (none left plain).
+    packed = [m for m in fast.modules() if isinstance(m, (Conv1x1AsLinear, PackedConv2d))]
+    assert bool(packed) == channels_last
+    if channels_last and packing_available():
+        wrapped = {id(m.conv) for m in packed}
+        units = [m for m in fast.modules() if isinstance(m, EMAU)]
+        inside_units = {id(c) for u in units for c in u.modules()}
+        plain = [m for m in fast.modules() if type(m) is nn.Conv2d and id(m) not in wrapped | inside_units]
+        assert not plain
     # The original model is untouched: same weights, buffers, BN layers and mode.
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
