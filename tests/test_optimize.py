@@ -65,8 +65,8 @@ def test_fp32_matches_plain_model(name, channels_last, images):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # every BN folded
     # channels_last: every conv outside the EMA units on packed weights (none left plain).
     packed = [m for m in fast.modules() if isinstance(m, (Conv1x1AsLinear, PackedConv2d))]
-    assert bool(packed) == channels_last
-    if channels_last and packing_available():
+    assert bool(packed) == (channels_last and packing_available())
+    if packed:
         wrapped = {id(m.conv) for m in packed}
         units = [m for m in fast.modules() if isinstance(m, EMAU)]
         inside_units = {id(c) for u in units for c in u.modules()}
