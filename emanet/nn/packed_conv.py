@@ -71,6 +71,8 @@ class _PackedWeightConv(nn.Module):
             and x.dtype == torch.float32
             and self.conv.weight.dtype == torch.float32
             and x.dim() == 4
+            and x.shape[1] == self.conv.in_channels  # else the conv's own clear error
+            and x.numel() > 0
             and x.is_contiguous(memory_format=torch.channels_last)
             and not torch.is_autocast_enabled("cpu")
             and not torch.is_grad_enabled()

@@ -80,3 +80,14 @@ def test_applies_only_to_plain_zero_padded_convs():
     assert not Conv1x1AsLinear.applies_to(nn.Conv2d(4, 4, 1, stride=2))
     assert PackedConv2d.applies_to(nn.Conv2d(4, 4, 1, stride=2))
     assert not PackedConv2d.applies_to(nn.ConvTranspose2d(4, 4, 3))
+
+
+@pytest.mark.parametrize("wrapper, make_conv", CASES[:2])
+def test_bad_input_gets_the_convs_own_error(wrapper, make_conv):
+    layer = wrapper(make_conv().eval().requires_grad_(False))
+    x = torch.randn(1, 3, 8, 8).contiguous(memory_format=torch.channels_last)  # 3 channels, not 16
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="channels"):
+        layer(x)
+    with torch.inference_mode():
+        empty = layer(torch.randn(0, 16, 8, 8).contiguous(memory_format=torch.channels_last))
+    assert empty.shape[0] == 0
