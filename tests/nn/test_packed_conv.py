@@ -74,6 +74,18 @@ def test_other_inputs_run_the_wrapped_conv(wrapper, make_conv):
     assert layer._packed is None
 
 
+def test_compiled_traces_the_plain_conv():
+    """Under torch.compile the wrapper is the plain conv (no graph break, nothing packed):
+    Inductor packs weights itself."""
+    conv = nn.Conv2d(16, 24, 3, padding=1).eval().requires_grad_(False)
+    layer = PackedConv2d(conv)
+    x = torch.randn(1, 16, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = torch.compile(layer, backend="eager", fullgraph=True)(x)
+        torch.testing.assert_close(got, conv(x))
+    assert layer._packed is None
+
+
 def test_applies_only_to_plain_zero_padded_convs():
     assert not PackedConv2d.applies_to(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"))
     assert not PackedConv2d.applies_to(nn.Conv2d(4, 4, 3, padding="same"))
