@@ -14,6 +14,7 @@ from emanet.nn.packed_conv import packing_available
 from emanet.optimize import (
     Conv1x1AsLinear,
     PackedConv2d,
+    WinogradConv2d,
     argmax_agreement,
     fold_conv_bn,
     optimize_for_inference,
@@ -76,6 +77,25 @@ def test_fp32_matches_plain_model(name, channels_last, images):
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_fp32_winograd_convs_keep_logits():
+    """At a size where tiles fit (16×16 features), the head's 3×3 convs and layer4's dilation-2
+    convs of a ResNet-18 EMANet run by Winograd, the dilation-8 ones (tiles mostly padding) by
+    the direct conv; the logits stay within 1e-4 relative L2."""
+    torch.manual_seed(0)
+    model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=7))
+    images = torch.randn(1, 3, 121, 121, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = model(images)
+    fast = optimize_for_inference(model)
+    got = fast(images)
+    winograd = [m for m in fast.modules() if isinstance(m, WinogradConv2d)]
+    if packing_available():
+        ran = {(m.conv.dilation[0], m._packed_winograd is not None) for m in winograd}
+        assert ran == {(1, True), (2, True), (8, False)}
+        assert len(winograd) == 6  # fc0, fc1 and layer4's four 3×3 convs
+    assert _rel_l2(got, want) < 1e-4
 
 
 def test_compiled_fp32_matches_plain_model(images):

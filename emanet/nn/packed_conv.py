@@ -15,6 +15,7 @@ runs the wrapped convolution unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,8 +63,8 @@ class _PackedWeightConv(nn.Module):
             return getattr(super().__getattr__("conv"), name)
 
     def __getstate__(self):
-        # The packed weight has no storage to copy or pickle; it is remade at the next call.
-        return {**self.__dict__, "_packed": None}
+        # Packed weights have no storage to copy or pickle; they are remade at the next call.
+        return {k: None if k.startswith("_packed") else v for k, v in self.__dict__.items()}
 
     def _takes_fast_path(self, x: torch.Tensor) -> bool:
         return (
@@ -79,15 +80,16 @@ class _PackedWeightConv(nn.Module):
             and not torch.compiler.is_compiling()  # compiled, Inductor packs the plain conv itself
         )
 
-    def _packed_weight(self, pack: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """`pack(weight)`, made at the first call and reused while the weight is unchanged."""
+    def _packed_weight(self, pack: Callable[[torch.Tensor], Any], slot: str = "_packed") -> Any:
+        """`pack(weight)`, made at the first call and kept in `slot` while the weight is unchanged."""
         weight = self.conv.weight
         key = _weight_key(weight)
-        if key is not None and self._packed is not None and self._packed[0] == key:
-            return self._packed[1]
+        cached = getattr(self, slot)
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
         packed = pack(weight)
         if key is not None:
-            self._packed = (key, packed)
+            setattr(self, slot, (key, packed))
         return packed
 
 
