@@ -99,20 +99,23 @@ def fold_conv_bn(model: nn.Module) -> int:
     return folded
 
 
-def _pack_convs(model: nn.Module) -> int:
-    """Replace plain convs by `Conv1x1AsLinear` (1×1), `WinogradConv2d` (3×3 with many channels)
-    or `PackedConv2d` (others), except inside EMA units (whose fast path already folds conv_in
-    and computes conv_out as an inner product)."""
+def _pack_convs(model: nn.Module, winograd: bool = True) -> int:
+    """Replace plain convs by `Conv1x1AsLinear` (1×1), `WinogradConv2d` (3×3 with many channels,
+    if `winograd`) or `PackedConv2d` (others), except inside EMA units (whose fast path already
+    folds conv_in and computes conv_out as an inner product)."""
     from .nn.ema import EMAU
 
     if not packing_available():
         return 0
+    wrappers = (
+        (Conv1x1AsLinear, WinogradConv2d, PackedConv2d) if winograd else (Conv1x1AsLinear, PackedConv2d)
+    )
     replaced = 0
     for module in list(model.modules()):
         if isinstance(module, (EMAU, Conv1x1AsLinear, PackedConv2d)):
             continue
         for name, child in list(module.named_children()):
-            for wrapper in (Conv1x1AsLinear, WinogradConv2d, PackedConv2d):
+            for wrapper in wrappers:
                 if wrapper.applies_to(child):
                     setattr(module, name, wrapper(child))
                     replaced += 1
@@ -214,13 +217,13 @@ def optimize_for_inference(
     channels_last: bool = True,
     compile: bool = False,  # noqa: A002 - the public keyword of issue 6
     fold_bn: bool = True,
+    winograd: bool = True,
 ) -> InferenceModel:
     """An inference-ready copy of `model`; `model` itself is left untouched.
 
     fp32 on CPU with channels_last (not compiled: Inductor packs its own) also runs the convs on
     weights packed once for oneDNN, 1×1 convs as inner products (`emanet.nn.packed_conv`) and
-    3×3 convs with many channels by Winograd F(4×4, 3×3) (`emanet.nn.winograd_conv`; relative
-    error ~5e-6 per conv instead of ~1e-6).
+    3×3 convs with many channels by Winograd F(4×4, 3×3) (`emanet.nn.winograd_conv`).
 
     Args:
         model: a Segmentor (or any module whose BN layers follow the conv/bn conventions).
@@ -232,6 +235,10 @@ def optimize_for_inference(
             prepacked, convs fused with their ReLU / residual add); the first call compiles
             (10–60 s on CPU for a ResNet-101); a new input size compiles once more (dynamic shapes).
         fold_bn: fold BatchNorm into the preceding conv (`fold_conv_bn`).
+        winograd: fp32 CPU channels_last only: run 3×3 convs with C_in·C_out >= 512·256 by
+            Winograd (EMANet-101 at 513×513: the head's two convs and a layer4 conv, ~12% faster
+            overall; relative error ~5e-6 per conv instead of ~1e-6; ~600 MB more peak memory
+            for the transformed weights, 4× the originals, and reused tile buffers).
 
     Returns:
         An `InferenceModel` in eval mode with the same forward signature.
@@ -246,7 +253,7 @@ def optimize_for_inference(
     if channels_last:
         inner = inner.to(memory_format=torch.channels_last)
         if precision == "fp32" and not compile and next(inner.parameters()).device.type == "cpu":
-            _pack_convs(inner)
+            _pack_convs(inner, winograd)
     if precision != "fp32":
         _cast_conv_weights(inner, PRECISIONS[precision])
     # Compiled with freezing on (see `_frozen_compilation`): weights become constants, so

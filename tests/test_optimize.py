@@ -96,6 +96,9 @@ def test_fp32_winograd_convs_keep_logits():
         assert ran == {(1, True), (2, True), (8, False)}
         assert len(winograd) == 6  # fc0, fc1 and layer4's four 3×3 convs
     assert _rel_l2(got, want) < 1e-4
+    plain = optimize_for_inference(model, winograd=False)
+    assert not any(isinstance(m, WinogradConv2d) for m in plain.modules())
+    assert _rel_l2(plain(images), want) < 1e-4
 
 
 def test_compiled_fp32_matches_plain_model(images):
