@@ -41,13 +41,14 @@ _BT64, _G64, _AT64 = (torch.tensor(m, dtype=torch.float64) for m in (_BT, _G, _A
 _INPUT_TRANSFORM = torch.kron(_BT64, _BT64).float()  # (36, 36)
 _OUTPUT_TRANSFORM = torch.kron(_AT64, _AT64).float()  # (16, 36)
 
-MIN_CHANNEL_PRODUCT = 512 * 256  # C_in·C_out below which the direct conv was faster here
+MIN_CHANNEL_PRODUCT = 256 * 256  # C_in·C_out below which the direct conv was faster here
 MAX_PADDING_WASTE = 1.3  # tiled output area / real output area above which it was not
 
 # Reused scratch buffers, per thread: the tiles of a large conv are 85 MB (the head's), which
 # glibc maps fresh (and page-faults) on every allocation; reusing them halved the head's time.
 # They stay allocated (~210 MB for EMANet-101 at 513×513) until `release_scratch`.
 _scratch = threading.local()
+_ALWAYS_MAPPED_BYTES = 32 << 20  # glibc's largest mmap threshold (64-bit)
 
 
 def release_scratch() -> None:
@@ -130,15 +131,23 @@ class WinogradConv2d(PackedConv2d):
             (6, 6, b, d, d, th, tw, c_in),
             (d * s[1], d * s[2], s[0], s[1], s[2], 4 * d * s[1], 4 * d * s[2], 1),
         )
-        gathered = _buffer("gathered", 36 * tiles * c_in)
+        gathered = _buffer("gathered", 36 * tiles * c_in).view(36, tiles * c_in)
         gathered.view(6, 6, b, d, d, th, tw, c_in).copy_(windows)
-        transformed = _buffer("transformed", 36 * tiles * c_in).view(36, tiles * c_in)
-        torch.mm(_INPUT_TRANSFORM, gathered.view(36, tiles * c_in), out=transformed)
+        # The transforms as oneDNN inner products (about twice the default GEMM's speed at these
+        # shapes) where their output is allocated from the heap; above glibc's largest mmap
+        # threshold a fresh output is mapped and page-faulted on every call, so into a buffer.
+        if gathered.numel() * 4 < _ALWAYS_MAPPED_BYTES:
+            transformed = _MKLDNN._linear_pointwise(_INPUT_TRANSFORM, gathered.t(), None, "none", [], "")
+        else:
+            transformed = _buffer("transformed", gathered.numel()).view(36, tiles * c_in)
+            torch.mm(_INPUT_TRANSFORM, gathered, out=transformed)
         transformed = transformed.view(36, tiles, c_in)
         products = torch.stack(
             [_MKLDNN._linear_pointwise(transformed[k], weights[k], None, "none", [], "") for k in range(36)]
         )  # (36, tiles, C_out)
-        out_tiles = torch.mm(_OUTPUT_TRANSFORM, products.view(36, tiles * c_out))
+        out_tiles = _MKLDNN._linear_pointwise(
+            _OUTPUT_TRANSFORM, products.view(36, tiles * c_out).t(), None, "none", [], ""
+        )  # (16, tiles·C_out)
         # (u, v, b, p, q, i, j, C_out) -> row 4d·i + d·u + p, column 4d·j + d·v + q; then crop.
         full = out_tiles.view(4, 4, b, d, d, th, tw, c_out).permute(2, 5, 0, 3, 6, 1, 4, 7)
         full = full.reshape(b, 4 * d * th, 4 * d * tw, c_out)[:, :h, :w]

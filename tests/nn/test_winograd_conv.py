@@ -81,7 +81,8 @@ def test_transformed_weights_follow_the_weight():
 def test_applies_to():
     assert WinogradConv2d.applies_to(_conv(1))
     assert WinogradConv2d.applies_to(_conv(4))
-    assert not WinogradConv2d.applies_to(_conv(1, c_in=256, c_out=256))  # too few channels to pay
+    assert WinogradConv2d.applies_to(_conv(1, c_in=256, c_out=256))
+    assert not WinogradConv2d.applies_to(_conv(1, c_in=256, c_out=128))  # too few channels to pay
     assert not WinogradConv2d.applies_to(nn.Conv2d(512, 512, 3, stride=2, padding=1))
     assert not WinogradConv2d.applies_to(nn.Conv2d(512, 512, 3, padding=1, dilation=2))  # not "same"
     assert not WinogradConv2d.applies_to(nn.Conv2d(512, 512, 5, padding=2))
