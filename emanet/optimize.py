@@ -235,10 +235,10 @@ def optimize_for_inference(
             prepacked, convs fused with their ReLU / residual add); the first call compiles
             (10–60 s on CPU for a ResNet-101); a new input size compiles once more (dynamic shapes).
         fold_bn: fold BatchNorm into the preceding conv (`fold_conv_bn`).
-        winograd: fp32 CPU channels_last only: run 3×3 convs with C_in·C_out >= 512·256 by
-            Winograd (EMANet-101 at 513×513: the head's two convs and a layer4 conv, ~12% faster
-            overall; relative error ~5e-6 per conv instead of ~1e-6; ~600 MB more peak memory
-            for the transformed weights, 4× the originals, and reused tile buffers).
+        winograd: fp32 CPU channels_last only: run 3×3 convs with C_in·C_out >= 256·256 by
+            Winograd (EMANet-101 at 513×513: 25 convs, ~14% less time at 2 threads; relative
+            error ~3–6e-6 per conv instead of ~1e-6; ~800 MB more peak memory for the
+            transformed weights, 4× the originals, and reused tile buffers).
 
     Returns:
         An `InferenceModel` in eval mode with the same forward signature.

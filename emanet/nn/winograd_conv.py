@@ -11,10 +11,11 @@ packed once, and the output transform (Aᵀ ⊗ Aᵀ). A dilated conv ("same" pa
 is the same on the d×d interleaved sub-grids of the input, which the tile gather reads in place.
 
 Worth it where the products dominate the transforms' memory traffic: many channels, little
-padding waste. Measured alone, 2 threads, 65×65 (docs/benchmarks.md): the EMANet head's
-2048->512 conv 174 -> 84 ms, 512->512 dilation 2 41 -> 27 ms, 512->256 21 -> 16 ms; slower at
-256->256 and below, so `applies_to` asks for C_in·C_out >= 512·256. fp32 rounding: relative
-error ~5e-6 per conv against float64, against ~1e-6 for the direct conv.
+padding waste. Measured alone against the packed direct conv, 2 threads, 65×65
+(docs/benchmarks.md): the EMANet head's 2048->512 conv 175 -> 79 ms, 512->512 dilation 2
+40.5 -> 23.1 ms, 256->256 dilation 2 10.1 -> 8.9 ms; slower at 128->128 and below, so
+`applies_to` asks for C_in·C_out >= 256·256. fp32 rounding: relative error ~3–6e-6 per conv
+against float64, against ~1e-6 for the direct conv.
 """
 
 from __future__ import annotations
