@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .nn.packed_conv import Conv1x1AsLinear, PackedConv2d, packing_available
+from .nn.packed_conv import Conv1x1AsLinear, PackedConv2d, _PackedWeightConv, packing_available
 from .nn.winograd_conv import WinogradConv2d
 
 __all__ = [
@@ -112,7 +112,7 @@ def _pack_convs(model: nn.Module, winograd: bool = True) -> int:
     )
     replaced = 0
     for module in list(model.modules()):
-        if isinstance(module, (EMAU, Conv1x1AsLinear, PackedConv2d)):
+        if isinstance(module, (EMAU, _PackedWeightConv)):
             continue
         for name, child in list(module.named_children()):
             for wrapper in wrappers:
@@ -237,8 +237,11 @@ def optimize_for_inference(
         fold_bn: fold BatchNorm into the preceding conv (`fold_conv_bn`).
         winograd: fp32 CPU channels_last only: run 3×3 convs with C_in·C_out >= 256·256 by
             Winograd (EMANet-101 at 513×513: 25 convs, ~14% less time at 2 threads; relative
-            error ~3–6e-6 per conv instead of ~1e-6; ~800 MB more peak memory for the
-            transformed weights, 4× the originals, and reused tile buffers).
+            error ~3–6e-6 per conv instead of ~1e-6). Memory: the transformed weights are 4×
+            the originals (EMANet-101: ~800 MB more peak RSS at 513×513, with the tile buffers),
+            and the tile buffers, kept per thread, grow with the input (~1.5 GB at 1024×2048);
+            `emanet.nn.winograd_conv.release_scratch()` frees them. Every packed conv also keeps
+            its packed weight beside the dense one.
 
     Returns:
         An `InferenceModel` in eval mode with the same forward signature.

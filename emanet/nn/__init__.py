@@ -1,4 +1,5 @@
-"""Layers: the EM attention unit and the context blocks it is compared with."""
+"""Layers: the EM attention unit and the context blocks it is compared with; `packed_conv` and
+`winograd_conv` hold the inference-only convolutions of `emanet.optimize_for_inference`."""
 
 from .attention import ASPP, NonLocal2d
 from .conv_bn_act import ConvBNReLU

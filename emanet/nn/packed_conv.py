@@ -8,12 +8,15 @@ project's CPU (docs/benchmarks.md): 256->1024 1×1 over 65×65 pixels 5.9 -> 4.9
 
 The packed copy is an opaque oneDNN tensor: it is never saved, copied or pickled, and it is
 remade whenever the weight changes (another tensor, other memory, or an in-place write such as
-`load_state_dict`). Anything else (autocast, other devices or dtypes, NCHW inputs, autograd)
-runs the wrapped convolution unchanged.
+`load_state_dict`; writes through `.data` are not seen: call `repack()` after them).
+Anything else (autocast, other devices or dtypes, NCHW inputs, autograd, torch.compile) runs
+the wrapped convolution unchanged.
 """
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -25,26 +28,52 @@ __all__ = ["Conv1x1AsLinear", "PackedConv2d", "packing_available"]
 _MKLDNN = torch.ops.mkldnn
 
 
+@functools.cache
 def packing_available() -> bool:
-    """Whether this torch build has oneDNN with the weight-packing ops used here."""
-    return torch.backends.mkldnn.is_available() and all(
-        hasattr(_MKLDNN, op)
-        for op in (
-            "_linear_pointwise",
-            "_reorder_linear_weight",
-            "_convolution_pointwise",
-            "_reorder_convolution_weight",
-        )
+    """Whether this torch build has oneDNN with the weight-packing ops used here, and they
+    compute what the plain ops do (probed once on a tiny conv and inner product: the ops are
+    private to PyTorch, so another version may differ)."""
+    ops = (
+        "_linear_pointwise",
+        "_reorder_linear_weight",
+        "_convolution_pointwise",
+        "_reorder_convolution_weight",
     )
+    if not (torch.backends.mkldnn.is_available() and all(hasattr(_MKLDNN, op) for op in ops)):
+        return False
+    try:
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randn(1, 8, 5, 5, generator=gen).contiguous(memory_format=torch.channels_last)
+            w = torch.randn(4, 8, 3, 3, generator=gen).contiguous(memory_format=torch.channels_last)
+            args = ([1, 1], [1, 1], [1, 1], 1)
+            conv = _MKLDNN._convolution_pointwise(
+                x, _MKLDNN._reorder_convolution_weight(w, *args, list(x.shape)), None, *args, "none", [], ""
+            )
+            rows, w2 = x.permute(0, 2, 3, 1).reshape(25, 8), w[:, :, 1, 1].contiguous()
+            linear = _MKLDNN._linear_pointwise(
+                rows, _MKLDNN._reorder_linear_weight(w2, 25), None, "none", [], ""
+            )
+        return torch.allclose(
+            conv, torch.nn.functional.conv2d(x, w, padding=1), atol=1e-4
+        ) and torch.allclose(linear, rows @ w2.t(), atol=1e-4)
+    except Exception:  # any failure of the private ops: use the plain convs
+        return False
 
 
 def _weight_key(weight: torch.Tensor):
-    """What identifies a weight's current values: the tensor, its memory and its in-place version
-    (bumped by copy_, load_state_dict, ...); None for inference tensors, which have no version."""
+    """What identifies a weight's current values: the tensor (weakly referenced, so a new tensor
+    at a freed one's address never matches), its memory and its in-place version (bumped by
+    copy_, load_state_dict, ...); None for inference tensors, which have no version. Writes
+    through `.data` bump no version: after `conv.weight.data.copy_(...)`, call `repack()`."""
     try:
-        return id(weight), weight.data_ptr(), weight._version
+        return weakref.ref(weight), weight.data_ptr(), weight._version
     except RuntimeError:
         return None
+
+
+def _same_key(a, b) -> bool:
+    return a is not None and b is not None and a[0]() is b[0]() and a[1:] == b[1:]
 
 
 class _PackedWeightConv(nn.Module):
@@ -80,12 +109,19 @@ class _PackedWeightConv(nn.Module):
             and not torch.compiler.is_compiling()  # compiled, Inductor packs the plain conv itself
         )
 
+    def repack(self) -> None:
+        """Drop the packed weights (remade at the next call): needed only after writes that bump
+        no version, such as `conv.weight.data.copy_(...)`."""
+        for name in self.__dict__:
+            if name.startswith("_packed"):
+                self.__dict__[name] = None
+
     def _packed_weight(self, pack: Callable[[torch.Tensor], Any], slot: str = "_packed") -> Any:
         """`pack(weight)`, made at the first call and kept in `slot` while the weight is unchanged."""
         weight = self.conv.weight
         key = _weight_key(weight)
-        cached = getattr(self, slot)
-        if key is not None and cached is not None and cached[0] == key:
+        cached = self.__dict__.get(slot)  # absent in objects pickled before the slot existed
+        if cached is not None and _same_key(cached[0], key):
             return cached[1]
         packed = pack(weight)
         if key is not None:
@@ -113,6 +149,7 @@ class Conv1x1AsLinear(_PackedWeightConv):
             and conv.padding in ((0, 0), "valid")
             and conv.groups == 1
             and not conv._forward_hooks
+            and not conv._forward_pre_hooks
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +180,7 @@ class PackedConv2d(_PackedWeightConv):
             and not isinstance(conv.padding, str)
             and conv.padding_mode == "zeros"
             and not conv._forward_hooks
+            and not conv._forward_pre_hooks
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

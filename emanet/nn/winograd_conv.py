@@ -27,7 +27,13 @@ from torch import nn
 
 from .packed_conv import PackedConv2d
 
-__all__ = ["WinogradConv2d", "release_scratch"]
+__all__ = [
+    "WinogradConv2d",
+    "release_scratch",
+    "transform_weight",
+    "MIN_CHANNEL_PRODUCT",
+    "MAX_PADDING_WASTE",
+]
 
 _MKLDNN = torch.ops.mkldnn
 
@@ -47,7 +53,8 @@ MAX_PADDING_WASTE = 1.3  # tiled output area / real output area above which it w
 
 # Reused scratch buffers, per thread: the tiles of a large conv are 85 MB (the head's), which
 # glibc maps fresh (and page-faults) on every allocation; reusing them halved the head's time.
-# They stay allocated (~210 MB for EMANet-101 at 513×513) until `release_scratch`.
+# They grow to the largest call's size (~210 MB for EMANet-101 at 513×513, ~1.5 GB at
+# 1024×2048) and stay allocated until `release_scratch` is called on that thread.
 _scratch = threading.local()
 _ALWAYS_MAPPED_BYTES = 32 << 20  # glibc's largest mmap threshold (64-bit)
 
@@ -60,7 +67,10 @@ def release_scratch() -> None:
 def _buffer(name: str, numel: int) -> torch.Tensor:
     buf = getattr(_scratch, name, None)
     if buf is None or buf.numel() < numel:
-        buf = torch.empty(numel)
+        # A normal tensor even when first made under inference_mode: an inference tensor could
+        # not be written by a later call under plain no_grad.
+        with torch.inference_mode(False):
+            buf = torch.empty(numel, dtype=torch.float32, device="cpu")
         setattr(_scratch, name, buf)
     return buf[:numel]
 
@@ -102,9 +112,9 @@ class WinogradConv2d(PackedConv2d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.conv.dilation[0]
         if not self._takes_fast_path(x):
             return self.conv(x)
+        d = self.conv.dilation[0]
         b, c_in, h, w = x.shape
         th, tw = _tiles_per_side(h, d), _tiles_per_side(w, d)
         if (4 * d * th) * (4 * d * tw) > MAX_PADDING_WASTE * h * w:
@@ -152,7 +162,7 @@ class WinogradConv2d(PackedConv2d):
         # (u, v, b, p, q, i, j, C_out) -> row 4d·i + d·u + p, column 4d·j + d·v + q; then crop.
         full = out_tiles.view(4, 4, b, d, d, th, tw, c_out).permute(2, 5, 0, 3, 6, 1, 4, 7)
         full = full.reshape(b, 4 * d * th, 4 * d * tw, c_out)[:, :h, :w]
-        out = torch.empty(b, h, w, c_out)
+        out = torch.empty(b, h, w, c_out, dtype=torch.float32, device="cpu")
         if self.conv.bias is not None:
             torch.add(full, self.conv.bias, out=out)
         else:

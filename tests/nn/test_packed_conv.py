@@ -86,12 +86,26 @@ def test_compiled_traces_the_plain_conv():
     assert layer._packed is None
 
 
+def test_repack_after_writes_through_data():
+    """`.data` writes bump no version; `repack()` drops the packed copy."""
+    conv = nn.Conv2d(16, 24, 3, padding=1).eval().requires_grad_(False)
+    layer = PackedConv2d(conv)
+    _check(layer, (6, 6))
+    conv.weight.data.mul_(3.0)
+    layer.repack()
+    assert layer._packed is None
+    _check(layer, (6, 6))
+
+
 def test_applies_only_to_plain_zero_padded_convs():
     assert not PackedConv2d.applies_to(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"))
     assert not PackedConv2d.applies_to(nn.Conv2d(4, 4, 3, padding="same"))
     assert not Conv1x1AsLinear.applies_to(nn.Conv2d(4, 4, 1, stride=2))
     assert PackedConv2d.applies_to(nn.Conv2d(4, 4, 1, stride=2))
     assert not PackedConv2d.applies_to(nn.ConvTranspose2d(4, 4, 3))
+    hooked = nn.Conv2d(4, 4, 3, padding=1)
+    hooked.register_forward_pre_hook(lambda module, args: None)  # e.g. pruning's mask
+    assert not PackedConv2d.applies_to(hooked)
 
 
 @pytest.mark.parametrize("wrapper, make_conv", CASES[:2])

@@ -90,13 +90,49 @@ def test_applies_to():
 
 
 def test_scratch_buffers_are_reused_and_released():
+    """Buffers are reused across convs and shapes; nothing left in them (NaN here) leaks into a
+    later call, whose padding must be zeroed again; release_scratch frees them."""
+    big, small = WinogradConv2d(_conv(1)), WinogradConv2d(_conv(2, c_in=256, c_out=256))
+    x_big = torch.randn(1, 512, 16, 20).contiguous(memory_format=torch.channels_last)
+    x_small = torch.randn(2, 256, 15, 16).contiguous(memory_format=torch.channels_last)
+    release_scratch()
+    assert _rel_err_vs_float64(big, x_big) < 2e-5
+    tiles = winograd_conv._scratch.gathered
+    for buf in winograd_conv._scratch.__dict__.values():
+        buf.fill_(float("nan"))
+    assert _rel_err_vs_float64(small, x_small) < 2e-5  # another dilation, size and batch
+    assert winograd_conv._scratch.gathered is tiles  # large enough: reused
+    release_scratch()
+    assert not hasattr(winograd_conv._scratch, "gathered")
+    assert _rel_err_vs_float64(big, x_big) < 2e-5
+
+
+def test_large_transforms_go_through_the_reused_buffer(monkeypatch):
+    """Above the size glibc always maps, the input transform writes into a reused buffer."""
+    monkeypatch.setattr(winograd_conv, "_ALWAYS_MAPPED_BYTES", 0)
+    release_scratch()
+    layer = WinogradConv2d(_conv(2))
+    assert (
+        _rel_err_vs_float64(layer, torch.randn(1, 512, 16, 16).contiguous(memory_format=torch.channels_last))
+        < 2e-5
+    )
+    assert hasattr(winograd_conv._scratch, "transformed")
+
+
+def test_inference_mode_then_no_grad():
+    """Buffers first made under inference_mode are still writable under plain no_grad."""
     layer = WinogradConv2d(_conv())
     x = torch.randn(1, 512, 8, 8).contiguous(memory_format=torch.channels_last)
     release_scratch()
-    _rel_err_vs_float64(layer, x)
-    tiles = winograd_conv._scratch.gathered
-    assert _rel_err_vs_float64(layer, torch.randn_like(x)) < 2e-5  # stale contents do not leak in
-    assert winograd_conv._scratch.gathered is tiles
-    release_scratch()
-    assert not hasattr(winograd_conv._scratch, "gathered")
-    assert _rel_err_vs_float64(layer, x) < 2e-5
+    with torch.inference_mode():
+        first = layer(x)
+    with torch.no_grad():
+        second = layer(x)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_bad_input_gets_the_convs_own_error():
+    layer = WinogradConv2d(_conv())
+    x = torch.randn(1, 64, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="channels"):
+        layer(x)
