@@ -235,6 +235,8 @@ def optimize_for_inference(
         compile: wrap with `torch.compile` with Inductor freezing (weights folded as constants,
             prepacked, convs fused with their ReLU / residual add); the first call compiles
             (10–60 s on CPU for a ResNet-101); a new input size compiles once more (dynamic shapes).
+            Compiled graphs keep direct convs (no Winograd): in fp32 on CPU the uncompiled model
+            measured faster (docs/benchmarks.md §4); in bf16 the compiled one.
         fold_bn: fold BatchNorm into the preceding conv (`fold_conv_bn`).
         winograd: fp32 CPU channels_last only: run 3×3 convs with C_in·C_out >= 256·256 by
             Winograd (EMANet-101 at 513×513: 25 convs, ~14% less time at 2 threads; relative
