@@ -186,6 +186,10 @@ class PackedConv2d(_PackedWeightConv):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._takes_fast_path(x):
             return self.conv(x)
+        return self._packed_direct(x)
+
+    def _packed_direct(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv on its packed weight; `x` already checked by `_takes_fast_path`."""
         conv = self.conv
         args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         # The packed layout is chosen for this input size; oneDNN reorders it for another.

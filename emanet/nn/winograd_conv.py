@@ -118,7 +118,7 @@ class WinogradConv2d(PackedConv2d):
         b, c_in, h, w = x.shape
         th, tw = _tiles_per_side(h, d), _tiles_per_side(w, d)
         if (4 * d * th) * (4 * d * tw) > MAX_PADDING_WASTE * h * w:
-            return super().forward(x)
+            return self._packed_direct(x)
         tiles = b * d * d * th * tw
         c_out = self.conv.out_channels
         weights = self._packed_weight(
@@ -147,7 +147,7 @@ class WinogradConv2d(PackedConv2d):
         # The transforms as oneDNN inner products (about twice the default GEMM's speed at these
         # shapes) where their output is allocated from the heap; above glibc's largest mmap
         # threshold a fresh output is mapped and page-faulted on every call, so into a buffer.
-        if gathered.numel() * 4 < _ALWAYS_MAPPED_BYTES:
+        if gathered.numel() * gathered.element_size() < _ALWAYS_MAPPED_BYTES:
             transformed = _MKLDNN._linear_pointwise(_INPUT_TRANSFORM, gathered.t(), None, "none", [], "")
         else:
             transformed = _buffer("transformed", gathered.numel()).view(36, tiles * c_in)
