@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .nn.bn_fold import fold_bn
 from .nn.packed_conv import Conv1x1AsLinear, PackedConv2d, _PackedWeightConv, packing_available
 from .nn.winograd_conv import WinogradConv2d
 
@@ -50,16 +51,10 @@ def _foldable_bn(bn: nn.Module) -> bool:
 
 @torch.no_grad()
 def _fold_into(conv: nn.Conv2d, bn: _BatchNorm) -> None:
-    """conv <- bn(conv): w' = w·s, b' = (b - mean)·s + beta with s = gamma / sqrt(var + eps)."""
-    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
-    if bn.affine:
-        scale = scale * bn.weight.double()
-    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
-    bias = (bias - bn.running_mean.double()) * scale
-    if bn.affine:
-        bias = bias + bn.bias.double()
-    conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype))
-    conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+    """conv <- bn(conv), computed in float64 (see `emanet.nn.bn_fold`)."""
+    weight, bias = fold_bn(conv.weight, conv.bias, bn, torch.float64)
+    conv.weight.copy_(weight)
+    conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
 
 
 def _last_conv(module: nn.Module) -> nn.Conv2d | None:

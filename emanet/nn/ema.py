@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .add_relu import add_relu_
+from .bn_fold import fold_eval_bn
 
 __all__ = ["EMAU", "em_iterations", "normalize_bases", "BASE_NORMS", "MAINTENANCES", "EPS_MODES"]
 
@@ -220,7 +221,7 @@ class EMAU(nn.Module):
         num_iters = self.num_iters if self.training else self.eval_iters
         conv_out, bn_out = self.conv_out, self.bn_out
         if self._can_use_fast_path(x):
-            from .ema_fast import fast_em_attention, fold_eval_bn  # late: ema_fast imports this module
+            from .ema_fast import fast_em_attention  # late: ema_fast imports this module
 
             # Same result, faster kernels, conv_in folded into the EM (see ema_fast.py); without
             # autograd, conv_out(ReLU(X~)) is computed there too.

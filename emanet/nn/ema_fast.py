@@ -26,7 +26,7 @@ import torch
 
 from .ema import _ADD_EPS, _CLAMP_EPS, normalize_bases
 
-__all__ = ["fast_em_attention", "fold_eval_bn"]
+__all__ = ["fast_em_attention"]
 
 _ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -66,31 +66,6 @@ def _mm_nt(
     out = torch.mm(a, b.t())
     out = out if bias is None else out + bias
     return out.relu_() if relu else out
-
-
-def fold_eval_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.Module):
-    """(weight, bias) of conv followed by `bn` in eval mode, or None when `bn` cannot be folded.
-
-    weight: (C_out, C_in, 1, 1); bias: (C_out,) or None; bn: a BatchNorm over C_out.
-    """
-    if (
-        not isinstance(bn, torch.nn.modules.batchnorm._BatchNorm)
-        or bn.training
-        or not bn.track_running_stats
-        or bn.running_var is None
-        or bn._forward_hooks
-        or bn._forward_pre_hooks
-    ):
-        return None
-    scale = torch.rsqrt(bn.running_var.float() + bn.eps)
-    if bn.affine:
-        scale = scale * bn.weight.float()
-    shift = (
-        -bn.running_mean.float() * scale if bias is None else (bias.float() - bn.running_mean.float()) * scale
-    )
-    if bn.affine:
-        shift = shift + bn.bias.float()
-    return (weight.float() * scale.view(-1, 1, 1, 1)).to(weight.dtype), shift.to(weight.dtype)
 
 
 def _l1_denominator(s: torch.Tensor, eps_mode: str) -> torch.Tensor:
