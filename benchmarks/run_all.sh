@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every measurement in docs/benchmarks.md, in order (~25 min on the 2-core CPU).
+# Every measurement in docs/benchmarks.md, in order (~35 min on the 2-core CPU, plus ~40 min of
+# training where the trained networks below are missing).
 # Outputs: docs/benchmarks/*.txt (as printed), *.json, *.png.
 # Run it on a quiet machine: with another process on one of the two cores, two OpenMP threads
 # wait on each other and 2-thread medians become scheduler slices (docs/benchmarks.md).
@@ -8,6 +9,9 @@
 # TRAINED: a run directory of a trained emanet_r101 for the bf16 agreement rows; it is trained
 # here on the synthetic dataset when missing (about 25 minutes; the figures in the docs come from
 # these two commands: 400 iterations, then resumed with the schedule extended to 1000).
+# TRAINED_513: that network fine-tuned on the same scenes upscaled to 513×513 (150 iterations of
+# batch 2 from its last checkpoint, the poly schedule extended to 1150; about 15 minutes), for the
+# agreement at the size the speed rows use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TUNED=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296
@@ -15,6 +19,7 @@ export GLIBC_TUNABLES=$TUNED
 PY=${PY:-.venv/bin/python}
 OUT=docs/benchmarks
 TRAINED=${TRAINED:-runs/r101_synth}
+TRAINED_513=${TRAINED_513:-runs/r101_synth513}
 mkdir -p "$OUT"
 run() { local name=$1; shift; "$@" | tee "$OUT/$name.txt"; }
 default_malloc() { env -u GLIBC_TUNABLES "$@"; }
@@ -47,6 +52,13 @@ fi
 run agreement_r101_128 $PY benchmarks/bench_agreement.py "$TRAINED" --threads 2 --json $OUT/agreement_r101_128.json
 run agreement_r101_513 $PY benchmarks/bench_agreement.py "$TRAINED" --threads 2 --size 513 --limit 20 \
   --json $OUT/agreement_r101_513.json
+if [ ! -d "$TRAINED_513/checkpoints" ]; then
+  $PY -m emanet train demo model.name=emanet_r101 'model.options={}' 'data.crop_size=[513,513]' \
+    'data.scales=[4.0078125]' train.batch_size=2 train.iters=1150 train.checkpoint_every=50 \
+    output_dir="$TRAINED_513" --resume "$TRAINED/checkpoints/iter_0001000.pt" --no-progress
+fi
+run agreement_r101_finetuned_513 $PY benchmarks/bench_agreement.py "$TRAINED_513" --threads 2 --size 513 \
+  --compile --json $OUT/agreement_r101_finetuned_513.json
 if [ -d runs/demo/emanet_r18/checkpoints ]; then  # written by `make demo`
   run agreement_r18_demo_128 $PY benchmarks/bench_agreement.py runs/demo/emanet_r18 --threads 2 \
     --json $OUT/agreement_r18_demo_128.json
