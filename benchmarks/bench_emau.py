@@ -8,6 +8,7 @@ load drifts, so only ratios from the same process mean anything.
 
     python benchmarks/bench_emau.py                       # C=512 K=64 T=3, 65×65, batch 1, fp32
     python benchmarks/bench_emau.py --size 129 --batch 2 --rounds 10
+    python benchmarks/bench_emau.py --products            # + each product of the fast path alone
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 
 from emanet import EMAU
 from emanet.fileio import write_json
+from emanet.nn.ema_fast import _mm_nt
 
 
 def authors_emau(unit: EMAU, x: torch.Tensor, num_iters: int) -> torch.Tensor:
@@ -68,6 +70,40 @@ def conv_variant_emau(unit: EMAU, x: torch.Tensor, num_iters: int) -> torch.Tens
     return F.relu(out + identity, inplace=True)
 
 
+def time_products(channels: int, bases: int, size: int, rounds: int) -> list[dict]:
+    """Each product of the fast path (channels_last, batch 1) alone, repeated on the same
+    operands: what the unit's time would be made of if nothing else cost anything."""
+    n = size * size
+    feats = torch.randn(n, channels)  # (N, C) rows, as channels_last gives them
+    weight = torch.randn(bases, channels)  # (K, C) E-step weight
+    z = torch.rand(n, bases).softmax(dim=1)  # (N, K)
+    z_l1 = (z / z.sum(dim=0)).t().contiguous()  # (K, N)
+    mu = torch.randn(channels, bases)  # (C, K)
+    recon = torch.rand(n, channels)  # (N, C)
+    w_out = torch.randn(channels, channels) / channels**0.5  # (C, C)
+    products = {  # name: (function, multiply-adds)
+        "E-step x mu^T": (lambda: _mm_nt(feats, weight), n * channels * bases),
+        "M-step z^T x": (lambda: _mm_nt(z_l1, feats.t()), n * channels * bases),
+        "reconstruction + ReLU": (lambda: _mm_nt(z, mu, relu=True), n * channels * bases),
+        "conv_out": (lambda: _mm_nt(recon, w_out), n * channels * channels),
+    }
+    rows = []
+    print(f"\neach product alone, {rounds} calls, {torch.get_num_threads()} threads")
+    print(f"{'product':34s} {'median ms':>10s} {'GFLOP/s':>9s}")
+    for name, (fn, macs) in products.items():
+        for _ in range(5):
+            fn()
+        ts = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        med = statistics.median(ts)
+        rows.append({"product": name, "median_ms": med * 1e3, "gflops": 2 * macs / med / 1e9})
+        print(f"{name:34s} {med * 1e3:10.3f} {rows[-1]['gflops']:9.0f}")
+    return rows
+
+
 def _ours(unit: EMAU, fast: bool):
     def run(x):
         unit.use_fast_path = fast
@@ -88,6 +124,7 @@ def main(argv=None) -> dict:
     p.add_argument("--channels-last", action="store_true", help="also time ours on channels_last input")
     p.add_argument("--conv-variant", action="store_true", help="also time the 1×1-conv formulation")
     p.add_argument("--bf16", action="store_true", help="also time ours under CPU autocast bf16")
+    p.add_argument("--products", action="store_true", help="also time each product of the fast path alone")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
@@ -159,6 +196,9 @@ def main(argv=None) -> dict:
             f"{errors[name]:10.2e}"
         )
     result = {"config": vars(args), "rows": rows}
+    if args.products:
+        with torch.inference_mode():
+            result["products"] = time_products(args.channels, args.bases, args.size, args.rounds)
     if args.json:
         write_json(args.json, result)
     return result
