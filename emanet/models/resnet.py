@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn.add_relu import add_relu_
+from ..nn.add_relu import residual_relu
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "STEMS", "DEPTHS", "block_dilations"]
 
@@ -35,23 +35,6 @@ DEPTHS = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 OUTPUT_STRIDES = (8, 16, 32)
-
-
-def _residual_relu(out: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-    """ReLU(out + identity). Without autograd, in one in-place pass over `out` (a block's fresh
-    conv/BN output): no (B, 4·planes, H, W) allocation, about half the time of add then ReLU.
-    With autograd, mixed dtypes/shapes, or while tracing/exporting/compiling (ONNX has no fused
-    op; Inductor fuses the plain add + ReLU into the conv itself), out of place as before."""
-    if (
-        torch.is_grad_enabled()
-        or out.dtype != identity.dtype
-        or out.shape != identity.shape
-        or torch.jit.is_tracing()
-        or torch.onnx.is_in_onnx_export()
-        or torch.compiler.is_compiling()
-    ):
-        return torch.relu(out + identity)
-    return add_relu_(out, identity)
 
 
 class BasicBlock(nn.Module):
@@ -72,7 +55,7 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return _residual_relu(out, identity)
+        return residual_relu(out, identity)
 
 
 class Bottleneck(nn.Module):
@@ -99,7 +82,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return _residual_relu(out, identity)
+        return residual_relu(out, identity)
 
 
 def block_dilations(

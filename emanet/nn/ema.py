@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .add_relu import add_relu_
+from .add_relu import residual_relu
 from .bn_fold import fold_eval_bn
 
 __all__ = ["EMAU", "em_iterations", "normalize_bases", "BASE_NORMS", "MAINTENANCES", "EPS_MODES"]
@@ -252,10 +252,7 @@ class EMAU(nn.Module):
         if conv_out is not None:
             recon = conv_out(F.relu(recon, inplace=not recon.requires_grad))
         out = bn_out(recon)
-        if conv_out is None and isinstance(bn_out, nn.Identity) and out.dtype == identity.dtype:
-            out = add_relu_(out, identity)  # a fresh tensor from the fast path: no allocation
-        else:
-            out = F.relu(out + identity, inplace=True)
+        out = residual_relu(out, identity)  # `out` is always a fresh tensor of this forward
         if return_attention:
             return out, attention
         return out

@@ -1,11 +1,11 @@
-"""add_relu_: ReLU(out + other) in place, equal to the unfused ops in every dtype."""
+"""add_relu_ and residual_relu: ReLU(out + other), equal to the unfused ops in every dtype."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from emanet.nn.add_relu import add_relu_
+from emanet.nn.add_relu import add_relu_, residual_relu
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -28,3 +28,37 @@ def test_channels_last_and_views():
     other = torch.randn(1, 6, 7, 8).contiguous(memory_format=torch.channels_last)
     want = torch.relu(out + other)
     assert torch.equal(add_relu_(out, other), want)
+
+
+def test_residual_relu_in_place_without_autograd():
+    g = torch.Generator().manual_seed(1)
+    out, identity = torch.randn(2, 5, 3, 4, generator=g), torch.randn(2, 5, 3, 4, generator=g)
+    want = torch.relu(out + identity)
+    with torch.no_grad():
+        got = residual_relu(out, identity)
+    assert got is out and torch.equal(got, want)
+
+
+def test_residual_relu_with_autograd_leaves_out_alone():
+    g = torch.Generator().manual_seed(2)
+    out = torch.randn(2, 5, 3, 4, generator=g, requires_grad=True)
+    identity = torch.randn(2, 5, 3, 4, generator=g, requires_grad=True)
+    out_before = out.detach().clone()
+    got = residual_relu(out, identity)
+    want = torch.relu(out.detach() + identity.detach())
+    assert got is not out and torch.equal(out.detach(), out_before)
+    assert torch.equal(got.detach(), want)
+    got.sum().backward()
+    positive = (want > 0).float()  # d ReLU(a + b) / da = d ReLU(a + b) / db = [a + b > 0]
+    assert torch.equal(out.grad, positive) and torch.equal(identity.grad, positive)
+
+
+def test_residual_relu_promotes_mixed_dtypes():
+    # bf16 out (autocast) + fp32 identity: the sum in fp32, as the unfused ops give it.
+    g = torch.Generator().manual_seed(3)
+    out = torch.randn(2, 5, 3, 4, generator=g).bfloat16()
+    identity = torch.randn(2, 5, 3, 4, generator=g)
+    with torch.no_grad():
+        got = residual_relu(out, identity)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, torch.relu(out + identity))
