@@ -68,6 +68,12 @@ def _mm_nt(
     return out.relu_() if relu else out
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    """Whether the core runs on (N, C) rows: channels_last and not also plain contiguous (the
+    fake implementation below must decide the output layouts the same way)."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _l1_denominator(s: torch.Tensor, eps_mode: str) -> torch.Tensor:
     return s + _ADD_EPS if eps_mode == "add" else s.clamp_min(_CLAMP_EPS)
 
@@ -148,7 +154,7 @@ def _fast_em_core(
         x = x.to(dtype)
         b, c_in, h, w = x.shape
         n = h * w
-        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        channels_last = _is_channels_last(x)
         # Views only: x_rows[i] is (N, C_in), x_cols[i] is (C_in, N); one of the two is a
         # transposed view, which the products read in place (no copy of x).
         if channels_last:
@@ -260,7 +266,7 @@ def _(x, bases, num_iters, temperature, base_norm, eps_mode, proj_weight, proj_b
     b, _, h, w = x.shape
     c, k = bases.shape[1], bases.shape[2]
     c_out = out_weight.shape[0] if out_weight is not None else c
-    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    channels_last = _is_channels_last(x)
     z_dtype = torch.float32 if autocast else dtype
     layout = torch.channels_last if channels_last else torch.contiguous_format
     z = x.new_empty((b, k, h, w), dtype=z_dtype).contiguous(memory_format=layout)
