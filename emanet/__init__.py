@@ -1,5 +1,7 @@
 """emanet: Expectation-Maximization Attention Networks for semantic segmentation in PyTorch."""
 
+from typing import TYPE_CHECKING, Any
+
 from .models import (
     Segmentor,
     create_model,
@@ -11,7 +13,9 @@ from .models import (
     model_options,
 )
 from .nn import EMAU, em_iterations
-from .optimize import optimize_for_inference
+
+if TYPE_CHECKING:
+    from .inference import optimize_for_inference
 
 __version__ = "0.1.0"
 
@@ -29,3 +33,12 @@ __all__ = [
     "optimize_for_inference",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The inference package (private torch ops, packed kernels) loads on first use only.
+    if name == "optimize_for_inference":
+        from .inference import optimize_for_inference
+
+        return optimize_for_inference
+    raise AttributeError(f"module 'emanet' has no attribute {name!r}")

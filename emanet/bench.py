@@ -205,7 +205,7 @@ def benchmark_model(
     del meta
     model = create_model(name, num_classes=num_classes, **options).eval().to(dev)
     if precision is not None:
-        from .optimize import optimize_for_inference
+        from .inference import optimize_for_inference
 
         model = optimize_for_inference(model, precision)
         row["precision"] = precision

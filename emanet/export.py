@@ -2,8 +2,8 @@
 
 The EM loop is a Python loop over T (the EMAU's `eval_iters`), so tracing unrolls it to T
 fixed rounds; every shape depends on the input only through H and W, which stay symbolic.
-The exporter sees the reference EM ops (bmm, softmax, sums) — the oneDNN fast path of
-ema_fast.py switches itself off while exporting.
+The exporter sees the EMA unit's own ops (bmm, softmax, sums): export the model as created,
+not an `optimize_for_inference` copy.
 
     emanet.export.export_onnx(model, "emanet.onnx", sample_size=(513, 513))
 """

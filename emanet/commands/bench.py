@@ -30,7 +30,7 @@ def configure(parser) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=("auto", "fp32", "bf16", "fp16"),
         default=None,
         help="models: time them through optimize_for_inference at this precision (default: plain eager)",
     )

@@ -16,9 +16,10 @@ def configure(parser) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=("auto", "fp32", "bf16", "fp16"),
         default=None,
-        help="run through emanet.optimize_for_inference (conv-BN folding, channels_last, autocast)",
+        help="run through emanet.optimize_for_inference (BN folding, fused EM unit, channels_last, "
+        "autocast); auto: bf16 where the device runs it natively, else fp32",
     )
     parser.add_argument("--out", default=None, help="write the metrics JSON here")
     parser.add_argument("--no-progress", action="store_true")
@@ -42,7 +43,7 @@ def run(args) -> int:
         model.to(device)
         amp = cfg.train.amp
         if args.precision:
-            from ..optimize import optimize_for_inference
+            from ..inference import optimize_for_inference
 
             model, amp = optimize_for_inference(model, precision=args.precision), "none"  # it autocasts
         dataset, loader = build_val_loader(cfg, info.rank, info.world_size)

@@ -21,9 +21,10 @@ def configure(parser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=("auto", "fp32", "bf16", "fp16"),
         default=None,
-        help="run through emanet.optimize_for_inference (conv-BN folding, channels_last, autocast)",
+        help="run through emanet.optimize_for_inference (BN folding, fused EM unit, channels_last, "
+        "autocast); auto: bf16 where the device runs it natively, else fp32",
     )
 
 
@@ -47,7 +48,7 @@ def run(args) -> int:
     model, meta = load_model(args.checkpoint, **overrides)
     model.to(device)
     if args.precision:
-        from ..optimize import optimize_for_inference
+        from ..inference import optimize_for_inference
 
         model = optimize_for_inference(model, precision=args.precision)
     if args.attention and not isinstance(model.decode_head, EMAHead):

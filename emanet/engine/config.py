@@ -83,7 +83,7 @@ class TrainConfig:
     # "valid_pixels": mean over non-ignored pixels (PyTorch's default)
     loss_normalize: str = "all_pixels"
     aux_weight: float = 0.4
-    amp: str = "none"  # none | bf16 | fp16
+    amp: str = "auto"  # auto (bf16 where native, else fp32 on CPU) | none | bf16 | fp16
     seed: int = 66
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -117,7 +117,7 @@ class Config:
 
 
 _CHOICES = {
-    "train.amp": ("none", "bf16", "fp16"),
+    "train.amp": ("auto", "none", "bf16", "fp16"),
     "train.loss_normalize": ("all_pixels", "valid_pixels"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.mode": ("whole", "slide"),

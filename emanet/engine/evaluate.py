@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..capability import amp_dtype, resolve_amp
 from .distributed import all_reduce_sum
 from .metrics import ConfusionMatrix
 
@@ -20,10 +21,11 @@ __all__ = ["infer_logits", "infer_probs", "evaluate", "autocast_context"]
 
 
 def autocast_context(device: torch.device, amp: str):
-    """torch.autocast for "bf16"/"fp16", a null context for "none"."""
-    if amp == "none":
+    """torch.autocast for "bf16"/"fp16", a null context for "none"; "auto" as
+    `emanet.capability.resolve_amp` decides for `device` (bf16 only where it is native)."""
+    dtype = amp_dtype(resolve_amp(amp, device))
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     return torch.autocast(device.type, dtype=dtype)
 
 

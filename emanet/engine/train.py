@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .. import __version__
+from ..capability import cpu_description, cpu_has_native_bf16, resolve_amp
 from ..data import (
     InfiniteSampler,
     SkipBadSamples,
@@ -92,6 +93,8 @@ def _environment(device: torch.device, world: int) -> dict[str, Any]:
         "device": str(device),
         "world_size": world,
         "num_threads": torch.get_num_threads(),
+        "cpu": cpu_description(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if device.type == "cuda":
@@ -186,7 +189,8 @@ class Trainer:
             model = convert_sync_batchnorm(model, self.device)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model, t.lr, t.momentum, t.weight_decay, t.bias_lr_mult)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+        amp = resolve_amp(t.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.start_iter = 0
         self.skipped: list[tuple[str, str]] = []
         checkpoint = self._find_resume(resume)

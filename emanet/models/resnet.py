@@ -22,8 +22,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn.add_relu import residual_relu
-
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "STEMS", "DEPTHS", "block_dilations"]
 
 STEMS = ("deep", "deep_v1c", "classic")
@@ -55,7 +53,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return residual_relu(out, identity)
+        out += identity
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -82,7 +81,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return residual_relu(out, identity)
+        out += identity
+        return self.relu(out)
 
 
 def block_dilations(

@@ -1,32 +1,38 @@
-"""A faster formulation of the EM core for forwards without autograd through it.
+"""The EMA unit for inference: the same mathematics as `EMAU`, arranged for the fastest kernels.
 
-Same mathematics as `em_iterations` + the reconstruction of `EMAU`, arranged for the kernels
-that run fastest (measured in docs/benchmarks.md):
+`optimize_for_inference` swaps every eval-mode `EMAU` for a `FusedEMAU` once; the unit a reader
+finds in `emanet.nn.ema` is what trains and what every device runs otherwise.
 
 - The unit's 1×1 `conv_in` (x = W f + b) is folded into the EM: the E-step logits are
   f^T (W^T mu) + b^T mu and the M-step is W (f z) + b (1^T z), so the projected features x
-  (C×N per image, the most expensive tensor of the unit) are never computed. Only C×C×K
-  extra multiply-adds per step, against C×C×N for the convolution.
-- Every product (E-step, M-step, reconstruction) is an inner product over contiguous rows,
-  sent to oneDNN on CPU (`torch.ops.mkldnn._linear_pointwise`: about twice the rate of the
-  default fp32 `torch.mm`/`bmm` on this CPU, and faster than oneDNN's 1×1 convolution at
-  these shapes); `torch.mm` elsewhere. For that, x is held in both layouts, (N, C) and
-  (C, N): one copy per forward.
-- After the first iteration the bases differ per image, so the loop runs image by image;
-  at segmentation sizes each image's products are large enough for that to cost nothing.
+  (C×N per image, the unit's largest tensor) are never computed: C×C×K extra multiply-adds per
+  step instead of C×C×N for the convolution.
+- conv_out and its eval-mode BN are folded into one product, with the reconstruction's ReLU as
+  that product's post-op.
+- Every product is an inner product over contiguous rows, sent to oneDNN on CPU
+  (`torch.ops.mkldnn._linear_pointwise`, faster than the default GEMM at these shapes; see
+  docs/benchmarks.md) where oneDNN can run the dtype natively: fp32 always, bf16 only on CPUs
+  with native bf16 (`emanet.capability`), else `torch.mm`. x is read in both layouts, (N, C)
+  and (C, N), as views.
+- After the first iteration the bases differ per image, so the loop runs image by image; at
+  segmentation sizes each image's products are large enough for that to cost nothing.
 
-No autograd: callers use it where the EM core runs under no_grad (every maintenance except
-"learned"). Under torch.compile it is one custom op, `torch.ops.emanet.fast_em_attention`,
-which the compiled graph calls as it is.
+No autograd. Under torch.compile the core is one custom op, `torch.ops.emanet.fast_em_attention`.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from .ema import _ADD_EPS, _CLAMP_EPS, normalize_bases
+from ..capability import cpu_has_native_bf16
+from ..nn.em import ADD_EPS, CLAMP_EPS, normalize_bases
+from ..nn.ema import EMAU
+from .bn_fold import fold_bn, foldable_bn
 
-__all__ = ["fast_em_attention"]
+__all__ = ["FusedEMAU", "fast_em_attention", "fuse_ema_units"]
 
 _ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -36,6 +42,12 @@ def _onednn_linear_available() -> bool:
 
 
 _HAS_ONEDNN_LINEAR = _onednn_linear_available()
+_linear_pointwise = torch.ops.mkldnn._linear_pointwise if _HAS_ONEDNN_LINEAR else None
+
+
+def _onednn_runs(dtype: torch.dtype) -> bool:
+    """oneDNN builds fp32 inner products everywhere, bf16 ones only on CPUs with native bf16."""
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and cpu_has_native_bf16())
 
 
 def _rows_or_columns(t: torch.Tensor) -> bool:
@@ -48,21 +60,21 @@ def _mm_nt(
 ) -> torch.Tensor:
     """a @ b^T (+ bias) (then ReLU) for a (M, D) and b (P, D) -> (M, P).
 
-    On CPU with fp32/bf16 operands this is oneDNN's inner product (the default fp32 GEMM here
-    runs AVX2-class code at about half its rate). `a` must be contiguous; `b` may also be the
-    transposed view of a contiguous (D, P) tensor, which oneDNN reads as it is (measured as fast
-    as contiguous rows), so neither layout of the features is ever copied. Elsewhere `torch.mm`.
+    On CPU with fp32 operands (bf16 where native) this is oneDNN's inner product. `a` must be
+    contiguous; `b` may also be the transposed view of a contiguous (D, P) tensor, which oneDNN
+    reads as it is, so neither layout of the features is ever copied. Elsewhere `torch.mm`.
     """
     if (
         _HAS_ONEDNN_LINEAR
         and a.device.type == "cpu"
         and a.dtype in _ONEDNN_DTYPES
         and a.dtype == b.dtype
+        and _onednn_runs(a.dtype)
         and a.is_contiguous()
         and _rows_or_columns(b)
         and (bias is None or bias.dtype == a.dtype)
     ):
-        return torch.ops.mkldnn._linear_pointwise(a, b, bias, "relu" if relu else "none", [], "")
+        return _linear_pointwise(a, b, bias, "relu" if relu else "none", [], "")
     out = torch.mm(a, b.t())
     out = out if bias is None else out + bias
     return out.relu_() if relu else out
@@ -75,7 +87,7 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 
 
 def _l1_denominator(s: torch.Tensor, eps_mode: str) -> torch.Tensor:
-    return s + _ADD_EPS if eps_mode == "add" else s.clamp_min(_CLAMP_EPS)
+    return s + ADD_EPS if eps_mode == "add" else s.clamp_min(CLAMP_EPS)
 
 
 def _compute_dtype(x: torch.Tensor) -> tuple[torch.dtype, bool]:
@@ -273,3 +285,81 @@ def _(x, bases, num_iters, temperature, base_norm, eps_mode, proj_weight, proj_b
     mu = x.new_empty((b, c, k), dtype=torch.float32)
     recon = x.new_empty((b, c_out, h, w), dtype=dtype).contiguous(memory_format=layout)
     return z, mu, recon
+
+
+def _plain_1x1(conv: nn.Module) -> bool:
+    return (
+        type(conv) is nn.Conv2d
+        and conv.kernel_size == (1, 1)
+        and conv.groups == 1
+        and not conv._forward_hooks
+    )
+
+
+class FusedEMAU(nn.Module):
+    """An eval-mode `EMAU` with conv_in folded into the EM products and conv_out + BN folded
+    into one product (see the module docstring): same outputs within fp32 rounding.
+
+    Built from a unit whose convs are plain 1×1 convs and whose `bn_out` is an eval-mode
+    BatchNorm (or already folded away); `applies_to` says whether a unit qualifies. The EM
+    iterations are the unit's `eval_iters`. Buffers are copies: the unit is left as it was.
+
+    Shapes:
+        x: (B, C, H, W), contiguous or channels_last -> (B, C, H, W) in the same layout; with
+        `return_attention=True` also (B, K, H, W) responsibilities.
+    """
+
+    def __init__(self, unit: EMAU) -> None:
+        super().__init__()
+        if not self.applies_to(unit):
+            raise ValueError(
+                "FusedEMAU needs an EMAU with plain 1×1 convs and an eval-mode BatchNorm after conv_out"
+            )
+        self.channels, self.num_bases, self.num_iters = unit.channels, unit.num_bases, unit.eval_iters
+        self.temperature, self.base_norm, self.eps_mode = unit.temperature, unit.base_norm, unit.eps_mode
+        with torch.no_grad():
+            out_weight, out_bias = unit.conv_out.weight, unit.conv_out.bias
+            if isinstance(unit.bn_out, _BatchNorm):  # folded in float64, once
+                out_weight, out_bias = fold_bn(out_weight, out_bias, unit.bn_out, torch.float64)
+            self.register_buffer("bases", unit.bases.detach().clone())
+            self.register_buffer("in_weight", unit.conv_in.weight.detach().clone())
+            self.register_buffer(
+                "in_bias", None if unit.conv_in.bias is None else unit.conv_in.bias.detach().clone()
+            )
+            self.register_buffer("out_weight", out_weight.detach().clone())
+            self.register_buffer("out_bias", None if out_bias is None else out_bias.detach().clone())
+
+    @staticmethod
+    def applies_to(unit: nn.Module) -> bool:
+        """Whether `unit` is an EMAU this class can replace."""
+        if not isinstance(unit, EMAU) or not (_plain_1x1(unit.conv_in) and _plain_1x1(unit.conv_out)):
+            return False
+        return type(unit.bn_out) is nn.Identity or foldable_bn(unit.bn_out)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_bases={self.num_bases}, num_iters={self.num_iters}"
+
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        attention, _, out = fast_em_attention(
+            x, self.bases, self.num_iters, self.temperature, self.base_norm, self.eps_mode,
+            self.in_weight, self.in_bias, self.out_weight, self.out_bias,
+        )  # fmt: skip
+        out = F.relu(out + x, inplace=True)  # out: conv_out(ReLU(X~)) with the BN folded in
+        return (out, attention) if return_attention else out
+
+
+def fuse_ema_units(model: nn.Module) -> int:
+    """Replace, in place, every EMAU of an eval-mode `model` that `FusedEMAU` applies to.
+
+    Returns:
+        The number of units replaced.
+    """
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if FusedEMAU.applies_to(child):
+                setattr(module, name, FusedEMAU(child))
+                replaced += 1
+    return replaced

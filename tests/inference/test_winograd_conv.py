@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emanet.nn import winograd_conv
-from emanet.nn.packed_conv import packing_available
-from emanet.nn.winograd_conv import WinogradConv2d, release_scratch
+from emanet.inference import winograd_conv
+from emanet.inference.packed_conv import packing_available
+from emanet.inference.winograd_conv import WinogradConv2d, release_scratch
 
 pytestmark = pytest.mark.skipif(
     not packing_available(), reason="this torch build has no oneDNN weight packing"

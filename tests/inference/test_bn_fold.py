@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emanet.nn.bn_fold import fold_bn, fold_eval_bn
+from emanet.inference.bn_fold import fold_bn, foldable_bn
 
 
 def _trained_bn(channels: int, affine: bool = True) -> nn.BatchNorm2d:
@@ -42,14 +42,11 @@ def test_fold_bn_returns_the_weights_dtype_computed_in_the_given_one():
     assert torch.equal(w, w64.float()) and torch.equal(b, b64.float())  # rounded once, at the end
 
 
-def test_fold_eval_bn_declines_what_it_cannot_fold():
-    weight = torch.randn(3, 2, 1, 1)
-    assert fold_eval_bn(weight, None, nn.Identity()) is None
-    assert fold_eval_bn(weight, None, _trained_bn(3).train()) is None
-    assert fold_eval_bn(weight, None, nn.BatchNorm2d(3, track_running_stats=False).eval()) is None
+def test_foldable_bn_declines_what_it_cannot_fold():
+    assert not foldable_bn(nn.Identity())
+    assert not foldable_bn(_trained_bn(3).train())
+    assert not foldable_bn(nn.BatchNorm2d(3, track_running_stats=False).eval())
     hooked = _trained_bn(3)
     hooked.register_forward_hook(lambda *args: None)
-    assert fold_eval_bn(weight, None, hooked) is None
-    w, b = fold_eval_bn(weight, None, _trained_bn(3))
-    x = torch.randn(1, 2, 5, 5)
-    torch.testing.assert_close(F.conv2d(x, w, b), _trained_bn(3)(F.conv2d(x, weight)))
+    assert not foldable_bn(hooked)
+    assert foldable_bn(_trained_bn(3))

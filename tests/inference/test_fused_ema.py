@@ -1,15 +1,14 @@
-"""The fast EM path (ema_fast.py) computes what `em_iterations` + the reconstruction compute."""
+"""The fused inference unit (inference/fused_ema.py) computes what `EMAU` computes."""
 
 from __future__ import annotations
-
-import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import emanet.inference.fused_ema as fused_ema
 from emanet import EMAU, em_iterations
-from emanet.nn.ema_fast import _mm_nt, fast_em_attention
+from emanet.inference.fused_ema import FusedEMAU, _mm_nt, fast_em_attention, fuse_ema_units
 
 TOL = 1e-5
 # (B, C, H, W, K, T): batch 1 and >1 (per-image bases after the first step), odd sizes, K > C.
@@ -95,128 +94,137 @@ def test_mm_nt_matches_mm():
     _close(_mm_nt(a, sliced, bias, relu=True), (a @ sliced.t() + bias).relu())
 
 
-def _unit_pair(c, k, t, **kw):
+def _unit(c, k, t, **kw):
+    """An eval-mode EMAU with non-trivial BN statistics."""
     torch.manual_seed(5)
-    fast = EMAU(c, num_bases=k, num_iters=t, **kw)
+    unit = EMAU(c, num_bases=k, num_iters=t, **kw)
     with torch.no_grad():
-        fast.bn_out.weight.uniform_(0.5, 1.5)
-        fast.bn_out.bias.uniform_(-0.2, 0.2)
-        fast.bn_out.running_mean.uniform_(-0.1, 0.1)
-        fast.bn_out.running_var.uniform_(0.5, 2.0)
-    ref = copy.deepcopy(fast)
-    ref.use_fast_path = False
-    assert fast.use_fast_path
-    return fast, ref
+        unit.bn_out.weight.uniform_(0.5, 1.5)
+        unit.bn_out.bias.uniform_(-0.2, 0.2)
+        unit.bn_out.running_mean.uniform_(-0.1, 0.1)
+        unit.bn_out.running_var.uniform_(0.5, 2.0)
+    return unit.eval()
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("mode", ["eval", "train"])
-def test_emau_fast_equals_reference(shape, mode):
-    b, c, h, w, k, t = shape
-    fast, ref = _unit_pair(c, k, t)
-    fast.train(mode == "train")
-    ref.train(mode == "train")
-    x = torch.randn(b, c, h, w).relu()
-    out_f, attn_f = fast(x, return_attention=True)
-    out_r, attn_r = ref(x, return_attention=True)
-    # In training, BN divides by the per-channel batch std of conv_out's output, which
-    # amplifies the ~1e-7 rounding differences of the reconstruction: compare the EM results
-    # at 1e-5 and the unit's output at 1e-5 relative to its scale.
-    _close(attn_f, attn_r)
-    _close(out_f, out_r, TOL if mode == "eval" else TOL * float(out_r.detach().abs().max()) * 10)
-    _close(fast(x), ref(x), TOL if mode == "eval" else TOL * float(out_r.detach().abs().max()) * 10)
-    # The moving average of mu^(0) (train) or its absence (eval) is the same.
-    _close(fast.bases, ref.bases)
-    _close(fast.bn_out.running_mean, ref.bn_out.running_mean)
+def _rel_close(got, want, tol=TOL):
+    """Within `tol` relative to the reference's scale (the fused unit rounds differently)."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    torch.testing.assert_close(got, want, atol=tol * float(want.abs().max()), rtol=tol)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_emau_fast_inference(shape, channels_last):
-    """Without autograd the fast path also computes conv_out(ReLU(X~)) itself."""
+def test_fused_unit_equals_emau(shape, channels_last):
+    """The unit swapped in by optimize_for_inference gives the EMAU's output and attention
+    within 1e-5 relative, in fp32, in both memory layouts."""
     b, c, h, w, k, t = shape
-    fast, ref = _unit_pair(c, k, t)
-    fast.eval()
-    ref.eval()
+    unit = _unit(c, k, t)
+    fused = FusedEMAU(unit)
     x = torch.randn(b, c, h, w).relu()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        out_f, attn_f = fast(x, return_attention=True)
-        out_r, attn_r = ref(x, return_attention=True)
-    _close(out_f, out_r)
-    _close(attn_f, attn_r)
+        want, want_attn = unit(x, return_attention=True)
+        got, got_attn = fused(x, return_attention=True)
+    _rel_close(got, want)
+    _close(got_attn, want_attn)
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
-@pytest.mark.parametrize("shape", SHAPES[:3])
-def test_emau_gradients_unchanged(shape):
-    b, c, h, w, k, t = shape
-    fast, ref = _unit_pair(c, k, t)
-    # Training-mode EM (T iterations, moving average) with BN on its running statistics: batch
-    # statistics divide by per-channel stds that can be tiny on these small maps and turn
-    # 1e-7 rounding differences into 1e-3 gradient differences, hiding what is tested here.
-    for unit in (fast, ref):
-        unit.bn_out.eval()
-    x = torch.randn(b, c, h, w).relu()
-    grads = []
-    for unit in (fast, ref):
-        xi = x.clone().requires_grad_(True)
-        out = unit(xi)
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-        grads.append(
-            [xi.grad] + [p.grad for p in (unit.conv_out.weight, unit.bn_out.weight, unit.bn_out.bias)]
-        )
-        assert unit.conv_in.weight.grad is None
-    for g_fast, g_ref in zip(*grads, strict=True):
-        _close(g_fast, g_ref)
+def test_fused_unit_uses_eval_iters_and_copies_state():
+    unit = _unit(16, 4, 3, eval_iters=5)
+    fused = FusedEMAU(unit)
+    assert fused.num_iters == 5
+    x = torch.randn(2, 16, 6, 6).relu()
+    with torch.no_grad():
+        _rel_close(fused(x), unit(x))
+        fused.bases.zero_()
+    assert unit.bases.abs().sum() > 0  # the unit's buffers are not shared
 
 
-def test_emau_fast_path_where_it_is_not_exact():
-    """'learned' bases need autograd through the EM: the reference path must run."""
-    unit = EMAU(8, num_bases=4, maintenance="learned")
-    out = unit(torch.randn(2, 8, 5, 5))
-    out.sum().backward()
-    assert unit.bases.grad is not None and unit.bases.grad.abs().sum() > 0
+def test_fuse_ema_units_replaces_what_applies():
+    model = torch.nn.Sequential(_unit(8, 4, 2), _unit(8, 4, 2), torch.nn.ReLU())
+    model[1].bn_out = torch.nn.GroupNorm(2, 8)  # nothing to fold into conv_out: stays an EMAU
+    assert fuse_ema_units(model) == 1
+    assert isinstance(model[0], FusedEMAU) and isinstance(model[1], EMAU)
+    assert not FusedEMAU.applies_to(_unit(8, 4, 2).train())  # train-mode BN: batch statistics
+
+
+def test_fused_bf16_products_follow_the_capability(monkeypatch):
+    """Without native bf16, no bf16 product goes to oneDNN's inner product (it cannot build
+    one there); fp32 products still do. With native bf16 (real or forced where the CPU has it),
+    bf16 products go to oneDNN."""
+    calls = []
+    real = fused_ema._linear_pointwise
+
+    def recording(a, *args):
+        calls.append(a.dtype)
+        return real(a, *args)
+
+    monkeypatch.setattr(fused_ema, "_linear_pointwise", recording)
+    monkeypatch.setattr(fused_ema, "cpu_has_native_bf16", lambda: False)
+    fused = FusedEMAU(_unit(32, 8, 3))
+    x = torch.randn(2, 32, 9, 9).relu()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fused(x)
+    assert torch.bfloat16 not in calls
+    with torch.no_grad():
+        fused(x)
+    assert calls.count(torch.float32) == len(calls) > 0 or not fused_ema._HAS_ONEDNN_LINEAR
+    from emanet.capability import _probe_cpu_bf16
+
+    if _probe_cpu_bf16() and fused_ema._HAS_ONEDNN_LINEAR:  # the native path, where the CPU has it
+        calls.clear()
+        monkeypatch.setattr(fused_ema, "cpu_has_native_bf16", lambda: True)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            fused(x)
+        assert torch.bfloat16 in calls
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_emau_fast_under_bf16_autocast(channels_last):
-    fast, ref = _unit_pair(32, 8, 3)
-    fast.eval()
-    ref.eval()
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_fused_under_bf16_autocast(channels_last, native_bf16, monkeypatch):
+    """bf16 autocast on any CPU: the fallback (torch.mm in bf16) where bf16 is not native, and
+    oneDNN where it is; both close to the EMAU's bf16 output."""
+    from emanet.capability import _probe_cpu_bf16
+
+    if native_bf16 and not _probe_cpu_bf16():
+        native_bf16 = False  # forcing oneDNN bf16 on a CPU without it would crash inside oneDNN
+    monkeypatch.setattr(fused_ema, "cpu_has_native_bf16", lambda: native_bf16)
+    unit = _unit(32, 8, 3)
+    fused = FusedEMAU(unit)
     x = torch.randn(2, 32, 9, 9).relu()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out_f, attn_f = fast(x, return_attention=True)
-        out_r, attn_r = ref(x, return_attention=True)
+        out_f, attn_f = fused(x, return_attention=True)
+        out_r, attn_r = unit(x, return_attention=True)
     assert attn_f.dtype == torch.float32
     assert (out_f.float() - out_r.float()).abs().max() < 0.05 * out_r.float().abs().max()
     torch.testing.assert_close(attn_f.sum(1), torch.ones(2, 9, 9), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_emau_fast_bf16_input(channels_last):
-    """bf16 features (what a conv under autocast hands the unit) give what the reference gives."""
-    fast, ref = _unit_pair(32, 8, 3)
-    fast.eval()
-    ref.eval()
+def test_fused_bf16_input(channels_last):
+    """bf16 features (what a conv under autocast hands the unit) give what the EMAU gives."""
+    unit = _unit(32, 8, 3)
+    fused = FusedEMAU(unit)
     x = torch.randn(2, 32, 9, 9).relu().bfloat16()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out_f = fast(x)
-        out_r = ref(x)
+        out_f = fused(x)
+        out_r = unit(x)
     assert out_f.dtype == out_r.dtype == torch.bfloat16
     assert (out_f.float() - out_r.float()).abs().max() < 0.05 * out_r.float().abs().max()
 
 
 def test_custom_op_fake_matches_real():
-    """The op that stands for the fast path in compiled graphs: its fake (tracing) outputs have
-    the real shapes, dtypes and strides; schema and registrations checked by opcheck."""
-    unit = _unit_pair(16, 4, 2)[0].eval()
+    """The op that stands for the fused core in compiled graphs: its fake (tracing) outputs
+    have the real shapes, dtypes and strides; schema and registrations checked by opcheck."""
+    unit = _unit(16, 4, 2)
     bases, w_in, b_in = unit.bases, unit.conv_in.weight.detach(), unit.conv_in.bias.detach()
-    w_out, b_out = unit.conv_out.weight.detach(), torch.randn(16)  # always called without autograd
+    w_out, b_out = unit.conv_out.weight.detach(), torch.randn(16)
     for x, dtype, autocast in [
         (torch.randn(2, 16, 5, 7), torch.float32, False),
         (torch.randn(1, 16, 6, 6).contiguous(memory_format=torch.channels_last), torch.float32, False),
@@ -227,45 +235,23 @@ def test_custom_op_fake_matches_real():
             torch.library.opcheck(torch.ops.emanet.fast_em_attention.default, args)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_emau_fast_path_under_torch_compile(channels_last, precision, monkeypatch):
-    """torch.compile keeps the fast path (one opaque op), with eager's results."""
-    import emanet.nn.ema as ema
-
-    unit = _unit_pair(32, 8, 3)[0].eval()
+def test_fused_unit_under_torch_compile(channels_last, precision, monkeypatch):
+    """torch.compile keeps the fused core as one opaque op, with eager's results."""
+    fused = FusedEMAU(_unit(32, 8, 3))
     x = torch.randn(2, 32, 9, 9).relu()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     with torch.no_grad(), autocast:
-        want, want_attn = unit(x, return_attention=True)
+        want, want_attn = fused(x, return_attention=True)
     torch._dynamo.reset()
-    compiled = torch.compile(unit, backend="aot_eager", fullgraph=True)
-    # The reference EM never runs in the compiled graph.
-    monkeypatch.setattr(ema, "em_iterations", lambda *a, **k: pytest.fail("reference EM traced"))
+    compiled = torch.compile(fused, backend="aot_eager", fullgraph=True)
+    monkeypatch.setattr(fused_ema, "_fast_em_core", lambda *a, **k: pytest.fail("eager core traced"))
     with torch.no_grad(), autocast:
         got, got_attn = compiled(x, return_attention=True)
     assert got.dtype == want.dtype and got_attn.dtype == want_attn.dtype
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(got_attn, want_attn, atol=1e-6, rtol=1e-6)
-
-
-def test_emau_fast_path_under_torch_compile_training():
-    """Training under torch.compile: same output, gradients and moving average of the bases."""
-    fast = _unit_pair(32, 8, 3)[0].train()
-    eager = copy.deepcopy(fast)
-    torch._dynamo.reset()
-    compiled = torch.compile(fast, backend="aot_eager", fullgraph=True)
-    x = torch.randn(2, 32, 9, 9).relu()
-    results = []
-    for fn in (compiled, eager):
-        xi = x.clone().requires_grad_(True)
-        out = fn(xi)
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-        results.append((out.detach(), xi.grad))
-    unit_grads = [(u.conv_out.weight.grad, u.bn_out.weight.grad) for u in (fast, eager)]
-    for got, want in zip(
-        results[0] + unit_grads[0] + (fast.bases,), results[1] + unit_grads[1] + (eager.bases,), strict=True
-    ):
-        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)

@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 import emanet
-from emanet.nn import EMAU
-from emanet.nn.packed_conv import packing_available
-from emanet.optimize import (
+from emanet.inference.fused_ema import FusedEMAU, fuse_ema_units
+from emanet.inference.optimize import (
     Conv1x1AsLinear,
     PackedConv2d,
     WinogradConv2d,
@@ -19,6 +18,8 @@ from emanet.optimize import (
     fold_conv_bn,
     optimize_for_inference,
 )
+from emanet.inference.packed_conv import packing_available
+from emanet.nn import EMAU
 
 
 def _randomise_bn(model):
@@ -64,14 +65,15 @@ def test_fp32_matches_plain_model(name, channels_last, images):
     assert got.shape == want.shape and got.dtype == torch.float32
     assert _rel_l2(got, want) < 1e-4
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # every BN folded
-    # channels_last: every conv outside the EMA units on packed weights (none left plain).
+    # Every EMA unit fused (it holds no conv modules).
+    assert not any(isinstance(m, EMAU) for m in fast.modules())
+    assert any(isinstance(m, FusedEMAU) for m in fast.modules()) == name.startswith("emanet")
+    # channels_last: every conv on packed weights (none left plain).
     packed = [m for m in fast.modules() if isinstance(m, (Conv1x1AsLinear, PackedConv2d))]
     assert bool(packed) == (channels_last and packing_available())
     if packed:
         wrapped = {id(m.conv) for m in packed}
-        units = [m for m in fast.modules() if isinstance(m, EMAU)]
-        inside_units = {id(c) for u in units for c in u.modules()}
-        plain = [m for m in fast.modules() if type(m) is nn.Conv2d and id(m) not in wrapped | inside_units]
+        plain = [m for m in fast.modules() if type(m) is nn.Conv2d and id(m) not in wrapped]
         assert not plain
     # The original model is untouched: same weights, buffers, BN layers and mode.
     after = model.state_dict()
@@ -156,15 +158,16 @@ def test_reduced_precision_agrees(precision, images):
 
 def test_reduced_precision_stores_conv_weights_once(images):
     """bf16 conv weights are cast once, not by autocast on every forward: same logits as
-    autocast over the fp32-weight model, bit for bit; EMA units keep fp32 weights."""
+    autocast over the fp32-weight model, bit for bit; fused EMA units keep fp32 weights."""
     model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=7))
     fast = optimize_for_inference(model, precision="bf16")
     assert fast.model.backbone.conv1[0].weight.dtype == torch.bfloat16
     assert fast.model.decode_head.classifier.weight.dtype == torch.bfloat16
-    assert fast.model.decode_head.emau.conv_in.weight.dtype == torch.float32
+    assert fast.model.decode_head.emau.in_weight.dtype == torch.float32
     assert fast.model.backbone.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
     autocast_only = copy.deepcopy(model)
     fold_conv_bn(autocast_only)
+    fuse_ema_units(autocast_only)
     autocast_only = autocast_only.to(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         want = autocast_only(images.contiguous(memory_format=torch.channels_last)).float()
@@ -185,3 +188,24 @@ def test_fold_conv_bn_counts_and_is_exact():
 def test_bad_precision():
     with pytest.raises(ValueError, match="precision='int8' is not valid"):
         optimize_for_inference(nn.Identity(), precision="int8")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_follows_the_capability(native, images, monkeypatch):
+    """ "auto" is bf16 where bf16 is native and fp32 elsewhere; an explicit bf16 on a CPU without
+    native bf16 runs (emulated, correct) with a warning instead of a oneDNN error."""
+    import emanet.capability as capability
+    import emanet.inference.fused_ema as fused_ema
+
+    monkeypatch.setattr(capability, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(fused_ema, "cpu_has_native_bf16", lambda: native)
+    model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=7))
+    # Deciding runs nothing (a CPU without bf16 could not run oneDNN's bf16 products if forced).
+    assert optimize_for_inference(model, precision="auto").precision == ("bf16" if native else "fp32")
+    if not native:
+        capability._warn_once.cache_clear()
+        with pytest.warns(RuntimeWarning, match="no native bf16"):
+            fast = optimize_for_inference(model, precision="bf16")
+        with torch.no_grad():
+            want = model(images)
+        assert argmax_agreement(fast(images), want) > 0.9

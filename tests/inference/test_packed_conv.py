@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from emanet.nn.packed_conv import Conv1x1AsLinear, PackedConv2d, packing_available
+from emanet.inference.packed_conv import Conv1x1AsLinear, PackedConv2d, packing_available
 
 pytestmark = pytest.mark.skipif(
     not packing_available(), reason="this torch build has no oneDNN weight packing"

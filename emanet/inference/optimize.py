@@ -17,9 +17,11 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .nn.bn_fold import fold_bn
-from .nn.packed_conv import Conv1x1AsLinear, PackedConv2d, _PackedWeightConv, packing_available
-from .nn.winograd_conv import WinogradConv2d
+from ..capability import resolve_amp
+from .bn_fold import fold_bn, foldable_bn
+from .fused_ema import FusedEMAU, fuse_ema_units
+from .packed_conv import Conv1x1AsLinear, PackedConv2d, _PackedWeightConv, packing_available
+from .winograd_conv import WinogradConv2d
 
 __all__ = [
     "optimize_for_inference",
@@ -28,6 +30,7 @@ __all__ = [
     "PackedConv2d",
     "WinogradConv2d",
     "fold_conv_bn",
+    "FusedEMAU",
     "argmax_agreement",
     "PRECISIONS",
 ]
@@ -45,13 +48,9 @@ _CONV_BN_PAIRS = (
 )
 
 
-def _foldable_bn(bn: nn.Module) -> bool:
-    return isinstance(bn, _BatchNorm) and bn.track_running_stats and bn.running_var is not None
-
-
 @torch.no_grad()
 def _fold_into(conv: nn.Conv2d, bn: _BatchNorm) -> None:
-    """conv <- bn(conv), computed in float64 (see `emanet.nn.bn_fold`)."""
+    """conv <- bn(conv), computed in float64 (see `bn_fold`)."""
     weight, bias = fold_bn(conv.weight, conv.bias, bn, torch.float64)
     conv.weight.copy_(weight)
     conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
@@ -80,14 +79,14 @@ def fold_conv_bn(model: nn.Module) -> int:
         if isinstance(module, nn.Sequential):
             children = list(module.named_children())
             for (_, a), (name_b, b) in zip(children, children[1:], strict=False):
-                if type(a) is nn.Conv2d and _foldable_bn(b):
+                if type(a) is nn.Conv2d and foldable_bn(b):
                     _fold_into(a, b)
                     setattr(module, name_b, nn.Identity())
                     folded += 1
         for conv_name, bn_name in _CONV_BN_PAIRS:
             conv = _last_conv(getattr(module, conv_name, None))
             bn = getattr(module, bn_name, None)
-            if conv is not None and bn is not None and _foldable_bn(bn):
+            if conv is not None and bn is not None and foldable_bn(bn):
                 _fold_into(conv, bn)
                 setattr(module, bn_name, nn.Identity())
                 folded += 1
@@ -96,10 +95,7 @@ def fold_conv_bn(model: nn.Module) -> int:
 
 def _pack_convs(model: nn.Module, winograd: bool = True) -> int:
     """Replace plain convs by `Conv1x1AsLinear` (1×1), `WinogradConv2d` (3×3 with many channels,
-    if `winograd`) or `PackedConv2d` (others), except inside EMA units (whose fast path already
-    folds conv_in and computes conv_out as an inner product)."""
-    from .nn.ema import EMAU
-
+    if `winograd`) or `PackedConv2d` (others)."""
     if not packing_available():
         return 0
     wrappers = (
@@ -107,7 +103,7 @@ def _pack_convs(model: nn.Module, winograd: bool = True) -> int:
     )
     replaced = 0
     for module in list(model.modules()):
-        if isinstance(module, (EMAU, _PackedWeightConv)):
+        if isinstance(module, _PackedWeightConv):
             continue
         for name, child in list(module.named_children()):
             for wrapper in wrappers:
@@ -122,14 +118,11 @@ def _pack_convs(model: nn.Module, winograd: bool = True) -> int:
 def _cast_conv_weights(model: nn.Module, dtype: torch.dtype) -> int:
     """Store conv weights and biases in `dtype` once, instead of autocast casting them on every
     forward (about 250 casts per ResNet-101 forward). Numerically the same: autocast runs convs
-    in `dtype` with both cast. EMA units keep fp32 weights (their fast path casts what it needs
-    and keeps conv_in's bias in fp32)."""
-    from .nn.ema import EMAU
-
-    inside_emau = {id(m) for unit in model.modules() if isinstance(unit, EMAU) for m in unit.modules()}
+    in `dtype` with both cast. (A `FusedEMAU` keeps fp32 tensors: it casts what it needs and
+    keeps conv_in's bias in fp32.)"""
     cast = 0
     for module in model.modules():
-        if type(module) is nn.Conv2d and id(module) not in inside_emau:
+        if type(module) is nn.Conv2d:
             module.weight.data = module.weight.data.to(dtype)  # keeps channels_last strides
             if module.bias is not None:
                 module.bias.data = module.bias.data.to(dtype)
@@ -210,50 +203,53 @@ def optimize_for_inference(
     model: nn.Module,
     precision: str = "fp32",
     channels_last: bool = True,
-    compile: bool = False,  # noqa: A002 - the public keyword of issue 6
+    compile: bool = False,  # noqa: A002 - the public keyword
     fold_bn: bool = True,
     winograd: bool = True,
 ) -> InferenceModel:
     """An inference-ready copy of `model`; `model` itself is left untouched.
 
-    fp32 on CPU with channels_last (not compiled: Inductor packs its own) also runs the convs on
-    weights packed once for oneDNN, 1×1 convs as inner products (`emanet.nn.packed_conv`) and
-    3×3 convs with many channels by Winograd F(4×4, 3×3) (`emanet.nn.winograd_conv`). Weights
-    are packed (and transformed) at the first call: ~1 s more for EMANet-101 at 2 threads.
+    BatchNorms are folded into their convs, every EMA unit becomes a `FusedEMAU` (the same
+    maths in fewer, faster products), and on CPU in fp32 with channels_last (not compiled:
+    Inductor packs its own) the convs run on weights packed once for oneDNN: 1×1 convs as inner
+    products (`packed_conv`), 3×3 convs with many channels by Winograd F(4×4, 3×3)
+    (`winograd_conv`). Weights are packed (and transformed) at the first call.
+    Speed, error and memory of each step: docs/benchmarks.md.
 
     Args:
         model: a Segmentor (or any module whose BN layers follow the conv/bn conventions).
-        precision: "fp32" (logits within 1e-4 relative L2 of the plain model), "bf16" (CPU
-            autocast; 2–3× faster on CPUs with AVX-512 BF16, check `argmax_agreement`) or
-            "fp16" (meant for CUDA; slow on most CPUs).
+        precision: "fp32" (logits within 1e-4 relative L2 of the plain model), "bf16" (autocast;
+            check `argmax_agreement`), "fp16" (meant for CUDA) or "auto": bf16 where the device
+            runs it natively (`emanet.capability`), else fp32. An explicit "bf16" on a CPU
+            without native bf16 runs, emulated and slow, with a warning.
         channels_last: NHWC memory format for weights and inputs (faster oneDNN/cuDNN convs).
         compile: wrap with `torch.compile` with Inductor freezing (weights folded as constants,
-            prepacked, convs fused with their ReLU / residual add); the first call compiles
-            (10–60 s on CPU for a ResNet-101); a new input size compiles once more (dynamic shapes).
-            Compiled graphs keep direct convs (no Winograd): in fp32 on CPU the uncompiled model
-            measured faster (docs/benchmarks.md §4); in bf16 the compiled one.
+            prepacked, convs fused with their ReLU / residual add); the first call compiles, and
+            a new input size compiles once more (dynamic shapes). Compiled graphs keep direct
+            convs (no packing, no Winograd).
         fold_bn: fold BatchNorm into the preceding conv (`fold_conv_bn`).
         winograd: fp32 CPU channels_last only: run 3×3 convs with C_in·C_out >= 256·256 by
-            Winograd (EMANet-101 at 513×513: 25 convs, ~14% less time at 2 threads; relative
-            error ~3–6e-6 per conv instead of ~1e-6). Memory: the transformed weights are 4×
-            the originals (EMANet-101: ~800 MB more peak RSS at 513×513, with the tile buffers),
-            and the tile buffers, kept per thread, grow with the input (~1.5 GB at 1024×2048);
-            `emanet.nn.winograd_conv.release_scratch()` frees them. Every packed conv also keeps
-            its packed weight beside the dense one.
+            Winograd (relative error ~3–6e-6 per conv instead of ~1e-6). Memory: the transformed
+            weights are 4× the originals, and the tile buffers, kept per thread, grow with the
+            input; `emanet.inference.winograd_conv.release_scratch()` frees them.
 
     Returns:
         An `InferenceModel` in eval mode with the same forward signature.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not valid; choose one of {', '.join(PRECISIONS)}")
+    if precision not in (*PRECISIONS, "auto"):
+        raise ValueError(f"precision={precision!r} is not valid; choose one of auto, {', '.join(PRECISIONS)}")
     inner = copy.deepcopy(model).eval()
+    device = next(inner.parameters()).device
+    amp = resolve_amp("none" if precision == "fp32" else precision, device)
+    precision = "fp32" if amp == "none" else amp
     for p in inner.parameters():
         p.requires_grad_(False)
     if fold_bn:
         fold_conv_bn(inner)
+    fuse_ema_units(inner)
     if channels_last:
         inner = inner.to(memory_format=torch.channels_last)
-        if precision == "fp32" and not compile and next(inner.parameters()).device.type == "cpu":
+        if precision == "fp32" and not compile and device.type == "cpu":
             _pack_convs(inner, winograd)
     if precision != "fp32":
         _cast_conv_weights(inner, PRECISIONS[precision])

@@ -2,8 +2,7 @@
 
 bn(conv(x)) = conv'(x) with w' = w·s and b' = (b - mean)·s + beta, where
 s = gamma / sqrt(var + eps). `optimize.fold_conv_bn` rewrites a whole model this way (in
-float64, once); the EMA unit's fast path folds its conv_out/bn_out pair on every forward (in
-fp32, into fresh tensors, so the module itself stays unchanged).
+float64, once); `FusedEMAU` folds its conv_out/bn_out pair the same way when it is built.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["fold_bn", "fold_eval_bn"]
+__all__ = ["fold_bn", "foldable_bn"]
 
 
 def fold_bn(
@@ -33,17 +32,14 @@ def fold_bn(
     return folded_weight.to(weight.dtype), shift.to(weight.dtype)
 
 
-def fold_eval_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: torch.nn.Module):
-    """`fold_bn` in fp32 where `bn` is an eval-mode BatchNorm without hooks, else None (the
-    caller then runs the BN as it is).
-    """
-    if (
-        not isinstance(bn, _BatchNorm)
-        or bn.training
-        or not bn.track_running_stats
-        or bn.running_var is None
-        or bn._forward_hooks
-        or bn._forward_pre_hooks
-    ):
-        return None
-    return fold_bn(weight, bias, bn, torch.float32)
+def foldable_bn(bn: torch.nn.Module) -> bool:
+    """Whether `bn` is an eval-mode BatchNorm with running statistics and no hooks (folding it
+    into the conv before it computes exactly what it computes)."""
+    return (
+        isinstance(bn, _BatchNorm)
+        and not bn.training
+        and bn.track_running_stats
+        and bn.running_var is not None
+        and not bn._forward_hooks
+        and not bn._forward_pre_hooks
+    )
