@@ -26,7 +26,7 @@ from emanet.data.transforms import eval_transforms
 from emanet.engine.inference import load_model
 from emanet.engine.metrics import ConfusionMatrix
 from emanet.fileio import write_json
-from emanet.optimize import argmax_agreement
+from emanet.inference.optimize import argmax_agreement
 
 
 def main(argv=None) -> dict:

@@ -25,7 +25,7 @@ import torch
 import emanet
 from emanet.fileio import write_json
 from emanet.nn import EMAU
-from emanet.optimize import argmax_agreement
+from emanet.inference.optimize import argmax_agreement
 
 
 def _set_fast_em(model, enabled: bool) -> None:

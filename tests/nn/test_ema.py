@@ -296,3 +296,28 @@ def test_invalid_options(kwargs, match):
 def test_wrong_input_shape():
     with pytest.raises(ValueError, match=r"\(B, 16, H, W\); got \(2, 8, 4, 4\)"):
         _unit()(torch.rand(2, 8, 4, 4))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_unit_forward_is_em_iterations_plus_reconstruction_exactly(training):
+    """The unit's forward is the reference dataflow itself, bit for bit: conv_in, then
+    `em_iterations`, X~ = mu z^T, ReLU, conv_out, BN, + x, ReLU (and the moving average)."""
+    torch.manual_seed(0)
+    unit = EMAU(16, num_bases=4, num_iters=3, eval_iters=2).train(training)
+    x = torch.randn(2, 16, 5, 7).relu()
+    bases_before = unit.bases.clone()
+    bn = torch.nn.BatchNorm2d(16).train(training)
+    bn.load_state_dict(unit.bn_out.state_dict())
+    with torch.no_grad():
+        feats = unit.conv_in(x).flatten(2)
+        z, mu = em_iterations(feats, bases_before, 3 if training else 2)
+        recon = torch.bmm(mu, z.transpose(1, 2)).view(2, 16, 5, 7)
+        want = torch.relu(bn(unit.conv_out(torch.relu(recon))) + x)
+    out, attention = unit(x, return_attention=True)
+    assert torch.equal(out.detach(), want)
+    assert torch.equal(attention, z.transpose(1, 2).reshape(2, 4, 5, 7))
+    if training:
+        # (the update's own arithmetic is pinned by test_moving_average_exact_update)
+        torch.testing.assert_close(unit.bases, 0.9 * bases_before + 0.1 * mu.mean(0, keepdim=True))
+    else:
+        assert torch.equal(unit.bases, bases_before)
