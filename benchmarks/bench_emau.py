@@ -1,6 +1,6 @@
 """EMAU speed: the authors' formulation against ours, interleaved in one process.
 
-The authors' formulation is written out here from METHOD.md §2–3 (conv_in, permute, bmm,
+The authors' formulation is written out here from docs/method.md §2–3 (conv_in, permute, bmm,
 softmax over K, L1 over N, bmm, L2 over C, bmm reconstruction, ReLU, conv_out, BN, residual,
 ReLU), sharing the weights of an `emanet.EMAU`, so all variants compute the same function.
 Variants run round-robin, one call each per round, and medians are reported: the machine's

@@ -4,8 +4,8 @@
 # Outputs: docs/benchmarks/*.txt (as printed), *.json, *.png.
 # Run it on a quiet machine: with another process on one of the two cores, two OpenMP threads
 # wait on each other and 2-thread medians become scheduler slices (docs/benchmarks.md).
-# glibc malloc tuned against page faults (shared/PERF_NOTES.md): keep large freed blocks. The
-# runs marked "default malloc" repeat a measurement without it, as most users run.
+# glibc malloc tuned against page faults (docs/benchmarks.md, "Machine and settings"): keep
+# large freed blocks. The runs marked "default malloc" repeat a measurement without it, as most users run.
 # TRAINED: a run directory of a trained emanet_r101 for the bf16 agreement rows; it is trained
 # here on the synthetic dataset when missing (about 25 minutes; the figures in the docs come from
 # these two commands: 400 iterations, then resumed with the schedule extended to 1000).

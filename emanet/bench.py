@@ -9,7 +9,7 @@
   by tensors created during one forward (`PeakMemory`, a dispatch mode that follows every
   new storage until it is freed); the inputs and weights are not counted.
 
-Presets: `table1` (METHOD.md §6 Table 1 at 513×513, OS8: ResNet-101 and the context each
+Presets: `table1` (docs/method.md §6 Table 1 at 513×513, OS8: ResNet-101 and the context each
 head adds — DeepLabV3's ASPP, EMANet(256), EMANet(512), Non-local) and `scaling` (EMA
 against Non-local on growing feature maps).
 """
@@ -239,7 +239,7 @@ def _context_builders(ema_kwargs: dict | None = None) -> dict[str, Callable[[], 
 def table1(
     size: int = 513, device: str = "cpu", latency: bool = True, repeats: int = 3, warmup: int = 1
 ) -> list[dict]:
-    """METHOD.md §6 Table 1 at `size`×`size`, output stride 8, batch 1.
+    """docs/method.md §6 Table 1 at `size`×`size`, output stride 8, batch 1.
 
     Row "ResNet-101" is the dilated backbone; the other rows are what each head adds on top
     of it (as in the paper), with the paper's figures alongside.

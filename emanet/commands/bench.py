@@ -14,7 +14,7 @@ def configure(parser) -> None:
         "--preset",
         choices=("table1", "scaling"),
         default=None,
-        help="table1: METHOD.md §6 Table 1 rows (R101, OS8); scaling: EMA vs Non-local over feature sizes",
+        help="table1: the paper's Table 1 rows (R101, OS8); scaling: EMA vs Non-local over feature sizes",
     )
     parser.add_argument(
         "--size", type=int, default=513, help="input side for models and table1 (default 513)"

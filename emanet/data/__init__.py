@@ -1,4 +1,4 @@
-"""Datasets, paired transforms and loaders for semantic segmentation (METHOD.md §5, §7)."""
+"""Datasets, paired transforms and loaders for semantic segmentation (docs/method.md §5, §7)."""
 
 from .base import SegmentationDataset, read_image, read_mask
 from .datasets import (

@@ -1,4 +1,4 @@
-"""Paired image/label transforms of the authors' recipe (METHOD.md §5).
+"""Paired image/label transforms of the authors' recipe (docs/method.md §5).
 
 Every transform is a callable `t(image, label, rng) -> (image, label)`:
     image: (H, W, 3) RGB, uint8 or float32 in [0, 255] (RandomScale and float fills return float32,

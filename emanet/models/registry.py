@@ -1,7 +1,7 @@
 """Model registry: `create_model(name, num_classes, **overrides)` and `list_models()`.
 
 Every model is a dilated ResNet + a head, built by `build_segmentor`; the registered names fix
-the head and depth and the defaults of METHOD.md §4 (deep stem, output stride 8, multi-grid
+the head and depth and the defaults of docs/method.md §4 (deep stem, output stride 8, multi-grid
 (1, 2, 4), no aux head, align_corners=True). Any option can be overridden by keyword.
 """
 

@@ -1,4 +1,4 @@
-"""Dilated ResNet: stems, output stride, contracted dilation and multi-grid (METHOD.md §4)."""
+"""Dilated ResNet: stems, output stride, contracted dilation and multi-grid (docs/method.md §4)."""
 
 from __future__ import annotations
 

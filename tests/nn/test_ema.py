@@ -1,4 +1,4 @@
-"""The EM core and the EMA unit against an independent NumPy implementation of METHOD.md §2–3."""
+"""The EM core and the EMA unit against an independent NumPy implementation of docs/method.md §2–3."""
 
 from __future__ import annotations
 
