@@ -1,7 +1,7 @@
 """Dilated ResNets, heads, the segmentor and the model registry."""
 
 from .convert import export_mmseg, export_official, load_mmseg, load_official
-from .heads import ASPPHead, EMAHead, FCNHead, NonLocalHead
+from .heads import ASPPHead, DecodeHead, EMAHead, FCNHead, NonLocalHead
 from .pretrained import from_pretrained, save_pretrained
 from .registry import create_model, describe_model, list_models, model_options
 from .resnet import ResNet
@@ -9,6 +9,7 @@ from .segmentor import Segmentor
 
 __all__ = [
     "ResNet",
+    "DecodeHead",
     "EMAHead",
     "FCNHead",
     "ASPPHead",

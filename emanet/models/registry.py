@@ -11,7 +11,6 @@ import difflib
 import fnmatch
 import inspect
 
-from ..nn.ema import EMAU
 from .heads import HEADS, FCNHead
 from .resnet import ResNet
 from .segmentor import Segmentor
@@ -37,14 +36,15 @@ _COMMON_DEFAULTS = {
     "aux_head": False,
     "align_corners": True,
 }
-_HEAD_EXCLUDED = {"self", "in_channels", "num_classes", "norm_layer", "ema_kwargs"}
+# Head arguments that are not options: the registry passes them from the backbone and the call.
+_HEAD_ARGUMENTS = {"self", "in_channels", "num_classes", "norm_layer"}
 
 
 def _head_options(head: str) -> set[str]:
-    names = set(inspect.signature(HEADS[head].__init__).parameters) - _HEAD_EXCLUDED
-    if head == "ema":
-        names |= set(inspect.signature(EMAU.__init__).parameters) - {"self", "channels", "norm_layer"}
-    return names
+    # The head's own keyword parameters: EMAHead spells out the EMAU options it forwards.
+    parameters = inspect.signature(HEADS[head].__init__).parameters.values()
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters if p.kind in keywords} - _HEAD_ARGUMENTS
 
 
 def model_options(name: str) -> list[str]:
@@ -86,7 +86,9 @@ def build_segmentor(head: str, depth: int, num_classes: int, name: str | None = 
     decode_head = HEADS[head](channels[-1], num_classes, **options)
     aux_head = FCNHead(channels[2], num_classes, channels=256, num_convs=1) if common["aux_head"] else None
     config = {"name": name, "num_classes": num_classes}
-    return Segmentor(backbone, decode_head, aux_head, common["align_corners"], config=config)
+    return Segmentor(
+        backbone, decode_head, aux_head, common["align_corners"], config=config, num_classes=num_classes
+    )
 
 
 class _Entry:

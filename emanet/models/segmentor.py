@@ -24,6 +24,8 @@ class Segmentor(nn.Module):
         align_corners: of the final bilinear upsampling (authors: True, OpenMMLab: False).
         config: the `create_model` arguments that rebuild this model (saved by
             `save_pretrained`).
+        num_classes: classes predicted, stored as `num_classes`; None reads
+            `decode_head.num_classes` (every `DecodeHead` has it).
 
     Shapes:
         images (B, in_channels, H, W) -> logits (B, num_classes, H, W).
@@ -36,17 +38,29 @@ class Segmentor(nn.Module):
         aux_head: nn.Module | None = None,
         align_corners: bool = True,
         config: dict[str, Any] | None = None,
+        *,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
+        head_classes = getattr(decode_head, "num_classes", None)
+        if num_classes is None:
+            if head_classes is None:
+                raise ValueError(
+                    f"Segmentor: the decode head {type(decode_head).__name__} has no num_classes "
+                    "attribute; pass num_classes=..."
+                )
+            num_classes = head_classes
+        elif head_classes is not None and head_classes != num_classes:
+            raise ValueError(
+                f"Segmentor num_classes={num_classes!r} does not match the decode head's "
+                f"{head_classes!r}; build the head with the same number of classes"
+            )
         self.backbone = backbone
         self.decode_head = decode_head
         self.aux_head = aux_head
         self.align_corners = align_corners
         self.config = dict(config or {})
-
-    @property
-    def num_classes(self) -> int:
-        return self.decode_head.classifier.out_channels
+        self.num_classes = int(num_classes)
 
     @property
     def name(self) -> str:
@@ -55,8 +69,10 @@ class Segmentor(nn.Module):
     def _upsample(self, x: torch.Tensor, size) -> torch.Tensor:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
 
-    def forward(self, images: torch.Tensor, return_aux: bool = False, return_attention: bool = False):
-        """Logits at the input size.
+    def forward(
+        self, images: torch.Tensor, return_aux: bool = False, return_attention: bool = False
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Logits at the input size; a dict when extras are asked for.
 
         Args:
             images: (B, in_channels, H, W), normalised.
@@ -64,22 +80,26 @@ class Segmentor(nn.Module):
             return_attention: also return the EM responsibilities (B, K, h, w) (EMA heads only).
 
         Returns:
-            logits (B, num_classes, H, W); with either flag a dict with "out" and, as asked,
-            "aux" (B, num_classes, H, W) and "attention" (B, K, h, w).
+            Without flags, the logits tensor (B, num_classes, H, W). With either flag, a dict
+            with "out" (the logits) and, as asked, "aux" (B, num_classes, H, W) and
+            "attention" (B, K, h, w) at the feature size.
         """
         expected = self.backbone.in_channels
         if images.dim() != 4 or images.shape[1] != expected:
             raise ValueError(
                 f"{self.name} expects images of shape (B, {expected}, H, W); got {tuple(images.shape)}"
             )
+        # The extras are checked before the backbone runs, so a wrong call fails fast.
+        if return_attention and not isinstance(self.decode_head, EMAHead):
+            raise ValueError(
+                f"{self.name} has a {type(self.decode_head).__name__}, which has no EM attention "
+                "maps; return_attention needs an EMAHead (emanet_* models)"
+            )
+        if return_aux and self.aux_head is None:
+            raise ValueError(f"{self.name} has no auxiliary head; create it with aux_head=True")
         size = images.shape[-2:]
         features = self.backbone(images)
         if return_attention:
-            if not isinstance(self.decode_head, EMAHead):
-                raise ValueError(
-                    f"{self.name} has a {type(self.decode_head).__name__}, which has no EM attention "
-                    "maps; return_attention needs an EMAHead (emanet_* models)"
-                )
             logits, attention = self.decode_head(features[-1], return_attention=True)
         else:
             logits, attention = self.decode_head(features[-1]), None
@@ -88,8 +108,6 @@ class Segmentor(nn.Module):
             return logits
         out = {"out": logits}
         if return_aux:
-            if self.aux_head is None:
-                raise ValueError(f"{self.name} has no auxiliary head; create it with aux_head=True")
             out["aux"] = self._upsample(self.aux_head(features[2]), size)
         if return_attention:
             out["attention"] = attention

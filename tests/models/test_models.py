@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -10,11 +11,12 @@ import torch
 import emanet
 
 ALL_MODELS = emanet.list_models()
-
-
-@pytest.fixture(scope="module", params=ALL_MODELS)
-def model_name(request):
-    return request.param
+# ResNet-101/152 cost several times the smaller depths on CPU and add no code path of their own.
+SLOW_DEPTHS = ("_r101", "_r152")
+MODELS = [pytest.param(n, marks=pytest.mark.slow) if n.endswith(SLOW_DEPTHS) else n for n in ALL_MODELS]
+# create_model options that belong to the backbone and the segmentor rather than the head.
+COMMON_OPTIONS = {"stem", "output_stride", "multi_grid", "contract_dilation", "in_channels"}
+COMMON_OPTIONS |= {"aux_head", "align_corners"}
 
 
 def _model(name, **kw):
@@ -29,30 +31,47 @@ def test_registry_covers_paper_models():
         assert emanet.list_models(f"{prefix}_*")
 
 
-def test_forward_backward_odd_size(model_name):
-    model = _model(model_name).train()
-    x = torch.randn(2, 3, 97, 75)
-    out = model(x)
-    assert out.shape == (2, 5, 97, 75)
-    out.mean().backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None for g in grads)
-    assert all(torch.isfinite(g).all() for g in grads)
+@pytest.mark.parametrize("model_name", MODELS)
+class TestEveryModel:
+    """What every registered model must do, on tiny inputs."""
 
+    def test_structure(self, model_name):
+        with torch.device("meta"):
+            model = _model(model_name)
+        head = model.decode_head
+        assert isinstance(head, emanet.models.DecodeHead)
+        assert model.num_classes == head.num_classes == head.classifier.out_channels == 5
+        assert isinstance(head.dropout, torch.nn.Dropout2d) and head.dropout.p == 0.1
+        # The registry's head options are exactly the head's own keyword parameters.
+        head_options = set(inspect.signature(type(head).__init__).parameters)
+        head_options -= {"self", "in_channels", "num_classes", "norm_layer"}
+        assert set(emanet.model_options(model_name)) == head_options | COMMON_OPTIONS
 
-def test_eval_deterministic_and_roundtrip(model_name, tmp_path):
-    model = _model(model_name).eval()
-    x = torch.randn(1, 3, 41, 53)
-    with torch.no_grad():
-        a, b = model(x), model(x)
-    assert torch.equal(a, b)
-    model.save_pretrained(tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["name"] == model_name and config["num_classes"] == 5
-    loaded = emanet.from_pretrained(tmp_path)
-    assert not loaded.training
-    with torch.no_grad():
-        assert torch.equal(loaded(x), a)
+    def test_forward_backward_odd_size(self, model_name):
+        model = _model(model_name, aux_head=True).train()
+        x = torch.randn(2, 3, 97, 75)
+        out = model(x, return_aux=True)
+        assert isinstance(out, dict) and set(out) == {"out", "aux"}
+        assert out["out"].shape == out["aux"].shape == (2, 5, 97, 75)
+        (out["out"].mean() + 0.4 * out["aux"].mean()).backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        assert all(g is not None for g in grads)
+        assert all(torch.isfinite(g).all() for g in grads)
+
+    def test_eval_deterministic_and_roundtrip(self, model_name, tmp_path):
+        model = _model(model_name).eval()
+        x = torch.randn(1, 3, 41, 53)
+        with torch.no_grad():
+            a, b = model(x), model(x)
+        assert isinstance(a, torch.Tensor) and a.shape == (1, 5, 41, 53)
+        assert torch.equal(a, b)
+        model.save_pretrained(tmp_path)
+        config = json.loads((tmp_path / "config.json").read_text())
+        assert config["name"] == model_name and config["num_classes"] == 5
+        loaded = emanet.from_pretrained(tmp_path)
+        assert not loaded.training and loaded.num_classes == 5
+        with torch.no_grad():
+            assert torch.equal(loaded(x), a)
 
 
 def test_overrides_survive_roundtrip(tmp_path):
@@ -145,3 +164,27 @@ def test_from_pretrained_errors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"wrong shapes.*decode_head.classifier.weight"):
         emanet.from_pretrained(tmp_path)
+
+
+def test_ema_head_spells_out_every_emau_option():
+    # create_model(num_bases=...) -> EMAHead(num_bases=...) -> EMAU(num_bases=...), by signature.
+    head = inspect.signature(emanet.models.EMAHead.__init__).parameters
+    unit = inspect.signature(emanet.EMAU.__init__).parameters
+    for name, parameter in unit.items():
+        if name in ("self", "channels", "norm_layer"):
+            continue
+        assert head[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert head[name].default == parameter.default, name
+    emau = emanet.models.EMAHead(16, 3, ema_channels=8, channels=4, num_bases=5, momentum=0.2).emau
+    assert (emau.channels, emau.num_bases, emau.momentum) == (8, 5, 0.2)
+
+
+def test_segmentor_stores_num_classes():
+    model = _model("fcn_r18")
+    assert model.num_classes == 5 and "num_classes" in vars(model)
+    custom = torch.nn.Conv2d(512, 3, 1)  # any head: then num_classes must be given
+    assert emanet.Segmentor(model.backbone, custom, num_classes=3).num_classes == 3
+    with pytest.raises(ValueError, match="has no num_classes attribute; pass num_classes="):
+        emanet.Segmentor(model.backbone, custom)
+    with pytest.raises(ValueError, match="num_classes=4 does not match the decode head's 5"):
+        emanet.Segmentor(model.backbone, model.decode_head, num_classes=4)
