@@ -94,4 +94,4 @@ def test_no_import_cycles():
 
 def test_allow_list_has_no_stale_entries():
     cycles = {tuple(c) for c in find_cycles(import_graph())}
-    assert ALLOWED_CYCLES <= cycles, f"fixed, remove from ALLOWED_CYCLES: {ALLOWED_CYCLES - cycles}"
+    assert cycles >= ALLOWED_CYCLES, f"fixed, remove from ALLOWED_CYCLES: {ALLOWED_CYCLES - cycles}"

@@ -3,10 +3,10 @@
 from .convert import export_mmseg, export_official, load_mmseg, load_official
 from .heads import ASPPHead, EMAHead, FCNHead, NonLocalHead
 from .pretrained import from_pretrained
-from .weights import save_pretrained
 from .registry import create_model, describe_model, list_models, model_options
 from .resnet import ResNet
 from .segmentor import Segmentor
+from .weights import save_pretrained
 
 __all__ = [
     "ResNet",

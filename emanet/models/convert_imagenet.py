@@ -161,4 +161,3 @@ def export_backbone(backbone: nn.Module, layout: str, num_batches_tracked: bool 
     if layout not in BACKBONE_LAYOUTS:
         raise ValueError(f"layout={layout!r} is not valid; choose one of {', '.join(BACKBONE_LAYOUTS)}")
     return export_mapped(backbone, BACKBONE_LAYOUTS[layout], _LAYOUT_NAMES[layout], num_batches_tracked)
-

@@ -13,7 +13,7 @@ from .convert import load_mmseg
 from .registry import create_model
 from .segmentor import Segmentor
 from .weights import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, read_pretrained, save_pretrained
-from .zoo import PRETRAINED, fetch, hub_download
+from . import zoo  # the module, so the table can be swapped (tests, mirrors)
 
 __all__ = ["from_pretrained", "save_pretrained", "load_state_dict_strict", "CONFIG_NAME", "WEIGHTS_NAME"]
 
@@ -44,11 +44,10 @@ def from_pretrained(name_or_path, **overrides) -> Segmentor:
     text = str(name_or_path)
     if text.startswith("hf-hub:"):
         repo = text[len("hf-hub:") :]
-        hub_download(repo, WEIGHTS_NAME)
-        return _from_directory(Path(hub_download(repo, CONFIG_NAME)).parent, overrides)
-    if text in PRETRAINED and not Path(text).exists():
-        entry = PRETRAINED[text]
-        model = load_mmseg(fetch(entry))
+        zoo.hub_download(repo, WEIGHTS_NAME)
+        return _from_directory(Path(zoo.hub_download(repo, CONFIG_NAME)).parent, overrides)
+    if text in zoo.PRETRAINED and not Path(text).exists():
+        model = load_mmseg(zoo.fetch(zoo.PRETRAINED[text]))
         if overrides:
             model = _rebuilt(model, overrides)
         return model.eval()

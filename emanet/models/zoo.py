@@ -257,6 +257,6 @@ def hub_download(repo_id: str, filename: str) -> str:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise ImportError(
-            f"hf-hub:{repo_id} needs huggingface_hub: pip install 'emanet[hub]' (or pip install huggingface_hub)"
+            f"hf-hub:{repo_id} needs huggingface_hub: pip install 'emanet[hub]'"
         ) from None
     return hf_hub_download(repo_id, filename)
