@@ -76,12 +76,12 @@ def _timm(depth: int) -> Published:
         options={"stem": "deep", "depth": depth},
         licence="Apache-2.0 (timm Hub model card)",
         source="huggingface/pytorch-image-models timm/models/resnet.py default_cfgs "
-        f"'{tag}': hf_hub_id='timm/'",
+        f"'{tag}': hf_hub_id='timm/' (a recent resnet.py; URL = Hub convention timm/<model>.<tag>)",
     )
 
 
 _TV = {18: "5c106cde", 34: "333f7ec4", 50: "19c8e357", 101: "5d3b4d8f", 152: "b121ed2d"}
-_TV_LINE = {18: 11, 34: 12, 50: 13, 101: 14, 152: 15}
+_TV_LINE = {18: 12, 34: 13, 50: 14, 101: 15, 152: 16}
 
 
 def _torchvision(depth: int) -> Published:
@@ -111,7 +111,7 @@ def _mmcv(depth: int) -> Published:
         layout="mmcv_v1c",
         options={"stem": "deep_v1c", "depth": depth},
         licence="not stated in the model zoo file (mmcv is Apache-2.0)",
-        source=f"open-mmlab/mmcv mmcv/model_zoo/open_mmlab.json line {line}",
+        source=f"open-mmlab/mmcv mmcv/model_zoo/open_mmlab.json line {line} (commit 0452bd17)",
     )
 
 
@@ -125,10 +125,10 @@ IMAGENET_BACKBONES: dict[tuple[str, int], Published] = {
 _MMSEG_BASE = "https://download.openmmlab.com/mmsegmentation/v0.5/emanet"
 # (depth, crop, date-hash, mIoU SS, mIoU MS+flip, metafile line of `Weights:`)
 _MMSEG = [
-    (50, "512x1024", "20200901_100301-c43fcef1", "77.59", "79.44", 30),
-    (101, "512x1024", "20200901_100301-2d970745", "79.1", "81.21", 55),
-    (50, "769x769", "20200901_100301-16f8de52", "79.33", "80.49", 80),
-    (101, "769x769", "20200901_100301-47a324ce", "79.62", "81.0", 105),
+    (50, "512x1024", "20200901_100301-c43fcef1", "77.59", "79.44", 31),
+    (101, "512x1024", "20200901_100301-2d970745", "79.1", "81.21", 56),
+    (50, "769x769", "20200901_100301-16f8de52", "79.33", "80.49", 81),
+    (101, "769x769", "20200901_100301-47a324ce", "79.62", "81.0", 106),
 ]
 
 
@@ -142,7 +142,7 @@ def _mmseg(depth: int, crop: str, stamp: str, ss: str, ms: str, line: int) -> Pu
         layout="mmseg_emanet",
         options={"stem": "deep_v1c", "depth": depth, "num_classes": 19},
         licence="Apache License 2.0 (metafile)",
-        source=f"open-mmlab/mmsegmentation configs/emanet/metafile.yaml line {line}",
+        source=f"open-mmlab/mmsegmentation configs/emanet/metafile.yaml line {line} (commit 5ac9fae2)",
         accuracy=f"Cityscapes val mIoU {ss} (ms+flip {ms})",
     )
 
@@ -256,7 +256,5 @@ def hub_download(repo_id: str, filename: str) -> str:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise ImportError(
-            f"hf-hub:{repo_id} needs huggingface_hub: pip install 'emanet[hub]'"
-        ) from None
+        raise ImportError(f"hf-hub:{repo_id} needs huggingface_hub: pip install 'emanet[hub]'") from None
     return hf_hub_download(repo_id, filename)
