@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import zoo  # the module, so the table can be swapped (tests, mirrors)
 from .convert import load_mmseg
 from .registry import create_model
 from .segmentor import Segmentor
 from .weights import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, read_pretrained, save_pretrained
-from . import zoo  # the module, so the table can be swapped (tests, mirrors)
 
 __all__ = ["from_pretrained", "save_pretrained", "load_state_dict_strict", "CONFIG_NAME", "WEIGHTS_NAME"]
 

@@ -116,7 +116,7 @@ def test_imagenet_download_verify_cache_strict_load(tmp_path, home, monkeypatch)
             table[key] = (_serve(entry, server.url, body, files, hashed), sd)
         monkeypatch.setattr(zoo, "IMAGENET_BACKBONES", {k: e for k, (e, _) in table.items()})
         layouts = {"deep": "encoding", "classic": "torchvision", "deep_v1c": "mmseg"}
-        for (stem, depth), (entry, sd) in table.items():
+        for (stem, _depth), (entry, sd) in table.items():
             model = emanet.create_model("fcn_r18", 3, stem=stem, backbone_weights="imagenet")
             foreign = export_backbone(model.backbone, layouts[stem])
             for k, v in foreign.items():  # weights equal the file's, key by key
