@@ -1,17 +1,17 @@
 """Training checkpoints: plain dicts saved atomically with torch.save, loaded with
-weights_only=True; the last k are kept."""
+weights_only=True through the one safe reader (`models.weights.read_checkpoint`); the last k
+are kept."""
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..fileio import atomic_write
+from ..models.weights import read_checkpoint
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints"]
 
@@ -44,27 +44,17 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path, iteration: int
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint safely; errors name the file and what to do."""
+    """Load a checkpoint file, or the latest `iter_*.pt` of a directory, safely.
+
+    Raises:
+        FileNotFoundError: no such file, or no checkpoint in the directory.
+        ValueError: the file needs code to unpickle (refused), or is truncated or corrupt.
+    """
     path = Path(path)
     if path.is_dir():
         latest = latest_checkpoint(path)
         if latest is None:
             raise FileNotFoundError(f"no checkpoint iter_*.pt in {path}")
         path = latest
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() and zipfile.is_zipfile(path):
-            first_line = str(e).strip().splitlines()[0]
-            raise ValueError(
-                f"{path} needs arbitrary code to unpickle and was refused (weights_only=True): "
-                f"{first_line}. Only load files you trust; re-save the state dict as plain tensors"
-            ) from None
-        raise ValueError(f"{path} is not a PyTorch checkpoint, or it is corrupt ({e})") from None
-    except Exception as e:  # truncated zip, text file, ...: torch raises many kinds here
-        raise ValueError(
-            f"checkpoint {path} could not be read ({type(e).__name__}: {e}); the file is truncated, "
-            "corrupt or not a PyTorch checkpoint"
-        ) from None
+    obj, _ = read_checkpoint(path)
+    return dict(obj)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import create_model, from_pretrained
-from ..models.pretrained import CONFIG_NAME, load_state_dict_strict
+from ..models.weights import CONFIG_NAME, load_state_dict_strict
 from .checkpoint import latest_checkpoint, load_checkpoint
 
 __all__ = ["load_model"]

@@ -6,7 +6,7 @@ number of bases) is read off the tensors. Loading is strict: every missing, unex
 wrongly shaped tensor is an error that names it in the file's own key names (the authors'
 loader used strict=False, and users trained to ~40 mIoU without knowing why).
 `export_official` / `export_mmseg` go the other way. ImageNet backbones: `load_backbone_weights`
-in `convert_backbone.py`, reached through `create_model(..., backbone_weights=PATH)`.
+in `convert_imagenet.py`, reached through `create_model(..., backbone_weights=PATH)`.
 
 The authors' layout (XiaLiPKU/EMANet, `{'net': state_dict, 'step': int}`):
 
@@ -32,20 +32,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 
-from .convert_backbone import (
-    BACKBONE_LAYOUTS,
-    KeyMap,
-    detect_backbone_layout,
-    export_backbone,
-    export_mapped,
-    load_backbone_weights,
-    load_mapped,
-    read_checkpoint,
-    unwrap_state_dict,
-)
+from .convert_imagenet import BACKBONE_LAYOUTS, detect_backbone_layout, export_backbone, load_backbone_weights
 from .registry import create_model
 from .resnet import DEPTHS
 from .segmentor import Segmentor
+from .weights import KeyMap, export_mapped, load_mapped, read_checkpoint, unwrap_state_dict
 
 __all__ = [
     "load_official",

@@ -148,7 +148,7 @@ def create_model(
     model = build_segmentor(entry.head, entry.depth, num_classes, name=name, **dict(overrides))
     model.config.update(_jsonable(overrides))
     if backbone_weights is not None:
-        from .convert_backbone import load_backbone_weights
+        from .convert_imagenet import load_backbone_weights
 
         load_backbone_weights(model.backbone, backbone_weights, strict=backbone_weights_strict)
     return model

@@ -115,6 +115,6 @@ class Segmentor(nn.Module):
 
     def save_pretrained(self, directory, class_names=None, palette=None) -> None:
         """Write `directory/config.json` and `directory/model.safetensors` (atomically)."""
-        from .pretrained import save_pretrained
+        from .weights import save_pretrained
 
         save_pretrained(self, directory, class_names=class_names, palette=palette)

@@ -1,62 +1,59 @@
-"""Checkpoint reading, key mapping and ImageNet backbone import (the shared half of `convert`).
+"""Weights on disk: key maps, one safe reader, one strict loader, save/read of pretrained dirs.
 
-Foreign layouts are described as prefix rules between their key names and ours, so one table
-serves both directions: import (foreign -> ours) and export (ours -> foreign, used by the
-round-trip tests and by anyone who wants to hand weights back to the original code).
+Every weight file emanet reads goes through `read_checkpoint` (torch.load with
+weights_only=True, or safetensors) and every load into a module through `load_mapped`, so the
+errors are the same everywhere: a code-execution pickle is refused with how to re-save it, a
+truncated file is named, and a key mismatch lists every missing, unexpected and mis-shaped
+tensor. This module is a leaf of `emanet.models` (it imports no other model module), so the
+registry, the converters, the zoo and the training checkpoints can all use it without cycles.
 
-ImageNet backbone layouts, detected from the keys (after removing `module.` / `backbone.`):
-
-    torchvision / timm   conv1.weight (64, 3, 7, 7), bn1, layer1..4      -> stem="classic"
-    PyTorch-Encoding     conv1.{0,1,3,4,6} 64-64-128, bn1, layer1..4     -> stem="deep"
-    timm resnet*c        conv1.{0,1,3,4,6} 32-32-64, bn1, layer1..4      -> stem="deep_v1c"
-    OpenMMLab ResNetV1c  stem.{0,1,3,4,6,7} 32-32-64, layer1..4          -> stem="deep_v1c"
-
-Block keys (conv1/bn1/conv2/bn2/conv3/bn3/downsample.0/.1) are the same in all of them.
-The ImageNet classifier (`fc.*`, OpenMMLab `head.fc.*`) is dropped on purpose: a segmentation
-backbone has no use for it. Everything else must match exactly unless `strict=False`.
+A pretrained directory holds `config.json` (what `create_model` needs) and `model.safetensors`.
+`from_pretrained` (which needs the registry) lives in `pretrained.py`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from .pretrained import describe_mismatch
-from .resnet import DEPTHS
+from ..fileio import atomic_write, write_json
 
 __all__ = [
     "KeyMap",
+    "IDENTITY",
     "read_checkpoint",
     "unwrap_state_dict",
+    "describe_mismatch",
     "load_mapped",
-    "detect_backbone_layout",
-    "load_backbone_weights",
-    "export_backbone",
-    "BACKBONE_LAYOUTS",
-    "IGNORED_BACKBONE_PREFIXES",
+    "load_state_dict_strict",
+    "export_mapped",
+    "save_pretrained",
+    "read_pretrained",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "FORMAT_VERSION",
 ]
 
-# Keys of ImageNet classifiers: not part of a segmentation backbone, skipped without error.
-IGNORED_BACKBONE_PREFIXES = ("fc.", "head.fc.")
-
-_LAYERS = [(f"layer{i}.", f"layer{i}.") for i in range(1, 5)]
-_STEM_DEEP = [(f"conv1.{i}.", f"conv1.{i}.") for i in (0, 1, 3, 4, 6)]
-_STEM_MMSEG = [(f"stem.{i}.", f"conv1.{i}.") for i in (0, 1, 3, 4, 6)] + [("stem.7.", "bn1.")]
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
 
 
 class KeyMap:
     """Prefix rules between a foreign layout's key names and ours.
 
     Args:
-        rules: (foreign, ours) pairs. A prefix ending in "." rewrites every key under it; any
-            other entry matches one key exactly. The first matching rule wins.
+        rules: (foreign, ours) pairs. A prefix ending in "." (or the empty prefix) rewrites every
+            key under it; any other entry matches one key exactly. The first matching rule wins.
     """
 
     def __init__(self, rules: list[tuple[str, str]]) -> None:
@@ -64,7 +61,7 @@ class KeyMap:
 
     @staticmethod
     def _apply(key: str, src: str, dst: str) -> str | None:
-        if src.endswith("."):
+        if src.endswith(".") or not src:
             return dst + key[len(src) :] if key.startswith(src) else None
         return dst if key == src else None
 
@@ -89,23 +86,20 @@ class KeyMap:
         return KeyMap([(foreign + s, ours + d) for s, d in self.rules])
 
 
-BACKBONE_LAYOUTS = {
-    "torchvision": KeyMap([("conv1.weight", "conv1.weight"), ("bn1.", "bn1."), *_LAYERS]),
-    "timm": KeyMap([("conv1.weight", "conv1.weight"), ("bn1.", "bn1."), *_LAYERS]),
-    "encoding": KeyMap([*_STEM_DEEP, ("bn1.", "bn1."), *_LAYERS]),
-    "mmseg": KeyMap([*_STEM_MMSEG, *_LAYERS]),
-}
-_LAYOUT_NAMES = {
-    "torchvision": "torchvision/timm ResNet (classic 7×7 stem)",
-    "timm": "torchvision/timm ResNet (classic 7×7 stem)",
-    "encoding": "deep-stem ResNet (PyTorch-Encoding / timm resnet*c layout)",
-    "mmseg": "OpenMMLab ResNetV1c",
-}
+# Our own layout: every key keeps its name.
+IDENTITY = KeyMap([("", "")])
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading files
+# The one safe reader
 # ---------------------------------------------------------------------------------------------
+
+
+def _corrupt(path: Path, why: str) -> ValueError:
+    return ValueError(
+        f"{path} is not a readable PyTorch checkpoint ({why}); the file is truncated or corrupt: "
+        "download it again"
+    )
 
 
 def read_checkpoint(path_or_obj) -> tuple[Mapping, str]:
@@ -137,7 +131,8 @@ def read_checkpoint(path_or_obj) -> tuple[Mapping, str]:
             return load_file(os.fspath(path)), str(path)
         except (SafetensorError, OSError) as e:
             raise ValueError(
-                f"{path} could not be read as safetensors ({e}); the file is truncated or corrupt"
+                f"{path} could not be read as safetensors ({e}); the file is truncated or corrupt: "
+                "download it again"
             ) from None
     try:
         # weights_only: tensors, numbers, strings and containers only; never run the file's code.
@@ -154,16 +149,10 @@ def read_checkpoint(path_or_obj) -> tuple[Mapping, str]:
                 f"torch.save(torch.load('{path}', weights_only=False)['state_dict'], 'plain.pth') "
                 "(use the key that holds the weights), and convert plain.pth."
             ) from None
-        raise ValueError(
-            f"{path} is not a readable PyTorch checkpoint ({msg.splitlines()[0]}); "
-            "the file is truncated or corrupt: download it again"
-        ) from None
+        raise _corrupt(path, msg.splitlines()[0] if msg else "UnpicklingError") from None
     except Exception as e:  # zip/EOF/garbage: torch raises RuntimeError, EOFError, KeyError, ...
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(
-            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {first}); the file is "
-            "truncated or corrupt: download it again"
-        ) from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise _corrupt(path, f"{type(e).__name__}: {first}") from None
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict or a checkpoint dict")
     return obj, str(path)
@@ -187,8 +176,20 @@ def unwrap_state_dict(obj: Mapping, source: str, wrappers=("state_dict", "model"
 
 
 # ---------------------------------------------------------------------------------------------
-# Mapped, strict loading
+# The one strict loader
 # ---------------------------------------------------------------------------------------------
+
+
+def describe_mismatch(missing: list[str], unexpected: list[str], shapes: list[str]) -> list[str]:
+    """One phrase per kind of problem, listing every key (empty when the tensors match)."""
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+    if shapes:
+        problems.append(f"wrong shapes ({len(shapes)}): {'; '.join(shapes)}")
+    return problems
 
 
 def _is_counter(key: str) -> bool:
@@ -198,13 +199,13 @@ def _is_counter(key: str) -> bool:
 def load_mapped(
     module: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
-    keymap: KeyMap,
-    source: str,
+    keymap: KeyMap = IDENTITY,
+    source: str = "the state dict",
     strict: bool = True,
     ignore: tuple[str, ...] = (),
     hint: str = "",
 ) -> list[str]:
-    """Load a foreign `state_dict` into `module` through `keymap`.
+    """Load a (possibly foreign) `state_dict` into `module` through `keymap`.
 
     Every problem is reported with the file's own key names: unexpected keys (no rule maps
     them, or the module has no such tensor), missing keys and wrongly shaped tensors. BN
@@ -251,105 +252,10 @@ def load_mapped(
     return skipped
 
 
-# ---------------------------------------------------------------------------------------------
-# ImageNet backbones
-# ---------------------------------------------------------------------------------------------
-
-
-def _strip_prefix(state_dict: dict, prefix: str) -> dict:
-    """Remove `prefix` from the keys that have it (OpenMMLab files put the backbone under
-    `backbone.`); other keys stay as they are and are judged by the layout."""
-    if not any(k.startswith(prefix) for k in state_dict):
-        return state_dict
-    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
-
-
-def _stem_type(state_dict: Mapping, first_conv: str) -> str | None:
-    w = state_dict.get(first_conv)
-    if w is None or w.dim() != 4:
-        return None
-    return "deep" if w.shape[0] == 64 else "deep_v1c"
-
-
-def detect_backbone_layout(
-    state_dict: Mapping[str, torch.Tensor], source: str = "the file"
-) -> tuple[str, str]:
-    """(layout, stem) of a backbone state dict (prefixes already removed).
-
-    Returns:
-        layout: a key of `BACKBONE_LAYOUTS`; stem: the `stem` option the model needs.
-    """
-    if any(".downsample.2." in k for k in state_dict):
-        raise ValueError(
-            f"{source} is a ResNet-D (average-pool shortcut: downsample.0 pool, .1 conv, .2 BN, as timm "
-            "resnet*d / OpenMMLab ResNetV1d); emanet's ResNet has the plain 1×1 conv shortcut and cannot "
-            "hold it. Use a torchvision, timm (resnet*/resnet*c), PyTorch-Encoding or ResNetV1c file"
-        )
-    if "stem.0.weight" in state_dict:
-        return "mmseg", _stem_type(state_dict, "stem.0.weight") or "deep_v1c"
-    if "conv1.0.weight" in state_dict:
-        return "encoding", _stem_type(state_dict, "conv1.0.weight") or "deep"
-    w = state_dict.get("conv1.weight")
-    if w is not None and w.dim() == 4:
-        return "torchvision", "classic"
-    sample = ", ".join(list(state_dict)[:8])
-    raise ValueError(
-        f"{source} is not a ResNet layout emanet knows: no conv1.weight (torchvision/timm), conv1.0.weight "
-        f"(PyTorch-Encoding deep base) or stem.0.weight (OpenMMLab ResNetV1c); its first keys: {sample}"
-    )
-
-
-def _file_depth(state_dict: Mapping) -> int | None:
-    counts = []
-    for i in range(1, 5):
-        blocks = {k.split(".")[1] for k in state_dict if k.startswith(f"layer{i}.")}
-        counts.append(len(blocks))
-    kind = "bottleneck" if any(".conv3." in k for k in state_dict) else "basic"
-    for depth, (k, layers) in DEPTHS.items():
-        if k == kind and tuple(layers) == tuple(counts):
-            return depth
-    return None
-
-
-def load_backbone_weights(backbone: nn.Module, path_or_obj, strict: bool = True) -> list[str]:
-    """Load ImageNet weights into a `ResNet` backbone; the layout is detected from the keys.
-
-    Accepts torchvision `resnet*.pth`, timm ResNet state dicts (also `.safetensors`),
-    PyTorch-Encoding deep-base files and OpenMMLab ResNetV1c files (bare `stem.*` keys or under
-    `backbone.`), bare or in a `state_dict`/`model` wrapper, with or without `module.`. The
-    classifier `fc.*` / `head.*` is ignored on purpose.
-
-    Args:
-        backbone: the model's `ResNet` (`model.backbone`).
-        strict: a missing, unexpected or wrongly shaped tensor raises ValueError listing them;
-            False prints every skipped tensor instead.
-
-    Returns:
-        The skipped tensors (empty when strict).
-    """
-    obj, source = read_checkpoint(path_or_obj)
-    state_dict = _strip_prefix(unwrap_state_dict(obj, source), "backbone.")
-    layout, stem = detect_backbone_layout(state_dict, source)
-    hints = []
-    if stem != backbone.stem_type:
-        hints.append(
-            f"the file is a {_LAYOUT_NAMES[layout]} with stem={stem!r} but the model has "
-            f"stem={backbone.stem_type!r}: create the model with stem={stem!r}"
-        )
-    depth = _file_depth(state_dict)
-    if depth is not None and depth != backbone.depth:
-        hints.append(f"the file is a ResNet-{depth} but the model a ResNet-{backbone.depth}")
-    hint = "".join(h + "; " for h in hints)
-    return load_mapped(
-        backbone, state_dict, BACKBONE_LAYOUTS[layout], source, strict, IGNORED_BACKBONE_PREFIXES, hint
-    )
-
-
-def export_backbone(backbone: nn.Module, layout: str, num_batches_tracked: bool = True) -> dict:
-    """Our backbone's weights in a foreign ImageNet layout (`BACKBONE_LAYOUTS`), without `fc.*`."""
-    if layout not in BACKBONE_LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not valid; choose one of {', '.join(BACKBONE_LAYOUTS)}")
-    return export_mapped(backbone, BACKBONE_LAYOUTS[layout], _LAYOUT_NAMES[layout], num_batches_tracked)
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """`load_state_dict` in our own layout that names every missing, unexpected and mis-shaped
+    tensor (`load_mapped` with the identity key map)."""
+    load_mapped(model, state_dict, IDENTITY, source)
 
 
 def export_mapped(
@@ -373,3 +279,57 @@ def export_mapped(
             f"the model does not fit the {layout_name} layout: no place for {', '.join(homeless)}"
         )
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Pretrained directories: config.json + model.safetensors
+# ---------------------------------------------------------------------------------------------
+
+
+def save_pretrained(model: nn.Module, directory, class_names=None, palette=None) -> Path:
+    """Write `model` (made by `create_model`, so it has `.config`) to `directory`; returns it.
+
+    Both files are written atomically; the weights first, so a crash never leaves a config.json
+    that points at missing weights.
+    """
+    from safetensors.torch import save_file
+
+    config_in = getattr(model, "config", None) or {}
+    if not config_in.get("name"):
+        raise ValueError(
+            "save_pretrained needs a model made by emanet.create_model (model.config has no name)"
+        )
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"format_version": FORMAT_VERSION, **config_in}
+    if class_names is not None:
+        config["class_names"] = list(class_names)
+    if palette is not None:
+        config["palette"] = [list(map(int, c)) for c in palette]
+    # safetensors wants contiguous tensors that share no storage.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_write(directory / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    write_json(directory / CONFIG_NAME, config)
+    return directory
+
+
+def read_pretrained(directory) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """(config, state dict, weights path for messages) of a `save_pretrained` directory."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found; a pretrained directory holds {CONFIG_NAME} and {WEIGHTS_NAME} "
+                "(written by model.save_pretrained or `emanet convert`)"
+            )
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config_path} is not valid JSON ({e}); re-export the model") from None
+    for key in ("name", "num_classes"):
+        if key not in config:
+            raise ValueError(f"{config_path} has no {key!r} key; it was not written by save_pretrained")
+    state_dict, source = read_checkpoint(weights_path)
+    return config, dict(state_dict), source
