@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from .engine.config import load_config
-from .engine.train import Trainer
+from .engine.trainer import Trainer
 from .fileio import write_json
 
 __all__ = ["run_demo", "DEMO_MODELS"]

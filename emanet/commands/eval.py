@@ -27,11 +27,11 @@ def configure(parser) -> None:
 
 def run(args) -> int:
 
+    from ..engine.builders import build_val_loader, resolve_device
     from ..engine.config import load_config
     from ..engine.distributed import cleanup_distributed, init_distributed
-    from ..engine.evaluate import evaluate
+    from ..engine.evaluate import EvalSettings, evaluate
     from ..engine.inference import load_model
-    from ..engine.train import build_val_loader, resolve_device
     from ..fileio import write_json
 
     cfg = load_config(args.config, args.overrides)
@@ -41,11 +41,10 @@ def run(args) -> int:
         overrides = {"eval_iters": args.eval_iters} if args.eval_iters else {}
         model, meta = load_model(args.checkpoint, **overrides)
         model.to(device)
-        amp = cfg.train.amp
         if args.precision:
             from ..inference import optimize_for_inference
 
-            model, amp = optimize_for_inference(model, precision=args.precision), "none"  # it autocasts
+            model = optimize_for_inference(model, precision=args.precision)
         dataset, loader = build_val_loader(cfg, info.rank, info.world_size)
         names = list(getattr(dataset, "CLASSES", []) or meta.get("class_names") or [])
         if model.num_classes != dataset.num_classes:
@@ -53,25 +52,16 @@ def run(args) -> int:
                 f"{args.checkpoint} predicts {model.num_classes} classes but {cfg.data.name} has "
                 f"{dataset.num_classes}; evaluate it on the dataset it was trained for"
             )
-        scales = cfg.eval.ms_flip_scales if args.ms_flip else cfg.eval.scales
-        result = evaluate(
-            model,
-            loader,
+        settings = EvalSettings.from_config(
+            cfg,
             dataset.num_classes,
-            device,
-            ignore_index=cfg.data.ignore_index,
-            class_names=names,
-            mode=args.mode or cfg.eval.mode,
-            scales=scales,
-            flip=args.ms_flip or cfg.eval.flip,
-            crop=cfg.eval.crop_size,
-            stride=cfg.eval.stride,
-            amp=amp,
-            mean=cfg.data.mean,
-            std=cfg.data.std,
+            names,
+            mode=args.mode,
+            ms_flip=args.ms_flip,
+            amp="none" if args.precision else None,  # optimize_for_inference autocasts itself
             progress=info.is_main and not args.no_progress,
-            total=len(loader),
         )
+        result = evaluate(model, loader, settings, device)
         if info.is_main:
             print(_table(result))
             if args.out:

@@ -39,8 +39,8 @@ def run(args) -> int:
     from ..data.base import read_image
     from ..data.palette import voc_palette
     from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from ..engine.builders import resolve_device
     from ..engine.inference import load_model
-    from ..engine.train import resolve_device
     from ..models.heads import EMAHead
 
     device = resolve_device(args.device)

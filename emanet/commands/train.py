@@ -21,7 +21,7 @@ def run(args) -> int:
 
     from ..engine.config import load_config
     from ..engine.distributed import cleanup_distributed
-    from ..engine.train import Trainer
+    from ..engine.trainer import Trainer
 
     overrides, resume = list(args.overrides), args.resume
     if isinstance(resume, str) and "=" in resume and not Path(resume).exists():

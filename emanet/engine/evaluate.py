@@ -1,10 +1,15 @@
 """Evaluation: whole-image or sliding-window inference, optional multi-scale + flip, and the
-confusion-matrix metrics (all-reduced under DDP)."""
+confusion-matrix metrics (all-reduced under DDP).
+
+    settings = EvalSettings.from_config(cfg, dataset.num_classes, dataset.CLASSES)
+    result = evaluate(model, loader, settings, device)
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +18,78 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..capability import amp_dtype, resolve_amp
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .amp import autocast_context
+from .config import Config
 from .distributed import all_reduce_sum
 from .metrics import ConfusionMatrix
 
-__all__ = ["infer_logits", "infer_probs", "evaluate", "autocast_context"]
+__all__ = ["EvalSettings", "evaluate", "infer_logits", "infer_probs"]
 
 
-def autocast_context(device: torch.device, amp: str):
-    """torch.autocast for "bf16"/"fp16", a null context for "none"; "auto" as
-    `emanet.capability.resolve_amp` decides for `device` (bf16 only where it is native)."""
-    dtype = amp_dtype(resolve_amp(amp, device))
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+@dataclass(frozen=True)
+class EvalSettings:
+    """How to evaluate: what `emanet train`, `emanet eval` and the demo share.
+
+    Attributes:
+        num_classes: classes the model predicts (the confusion matrix's size).
+        class_names: one name per class for the per-class metrics (None: "0", "1", ...).
+        ignore_index: label value left out of the metrics.
+        mode: "whole" (one forward per image) or "slide" (overlapping `crop` windows).
+        crop, stride: the slide window and its step, (h, w).
+        scales, flip: image scales whose softmax is averaged, with horizontal flips if `flip`.
+        amp: autocast setting, "auto" | "none" | "bf16" | "fp16".
+        num_samples: validation images saved for the report (when a sample_dir is given).
+        mean, std: the normalisation, undone for the saved images.
+        progress: show a progress bar.
+    """
+
+    num_classes: int
+    class_names: tuple[str, ...] | None = None
+    ignore_index: int = 255
+    mode: str = "whole"
+    crop: tuple[int, ...] | None = None
+    stride: tuple[int, ...] | None = None
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    amp: str = "none"
+    num_samples: int = 0
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    progress: bool = True
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Config,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        *,
+        mode: str | None = None,
+        ms_flip: bool = False,
+        amp: str | None = None,
+        progress: bool = True,
+    ) -> EvalSettings:
+        """The recipe's `eval` section (+ data.ignore_index/mean/std, train.amp).
+
+        `mode` and `amp` replace the recipe's when given; `ms_flip` evaluates at
+        `eval.ms_flip_scales` with flips (the paper's MS+flip rows)."""
+        e = cfg.eval
+        return cls(
+            num_classes=num_classes,
+            class_names=tuple(class_names) if class_names else None,
+            ignore_index=cfg.data.ignore_index,
+            mode=mode or e.mode,
+            crop=tuple(e.crop_size),
+            stride=tuple(e.stride),
+            scales=tuple(e.ms_flip_scales if ms_flip else e.scales),
+            flip=ms_flip or e.flip,
+            amp=cfg.train.amp if amp is None else amp,
+            num_samples=e.num_samples,
+            mean=tuple(cfg.data.mean),
+            std=tuple(cfg.data.std),
+            progress=progress,
+        )
 
 
 def _slide(model, image: torch.Tensor, num_classes: int, crop: Sequence[int], stride: Sequence[int]):
@@ -104,55 +167,52 @@ def _denormalize(image: torch.Tensor, mean, std) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(
-    model,
+    model: torch.nn.Module,
     batches: Iterable[dict[str, Any]],
-    num_classes: int,
+    settings: EvalSettings,
     device: torch.device,
-    ignore_index: int = 255,
-    class_names: list[str] | None = None,
-    mode: str = "whole",
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    crop=None,
-    stride=None,
-    amp: str = "none",
     sample_dir: str | Path | None = None,
-    num_samples: int = 0,
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
-    progress: bool = True,
-    total: int | None = None,
 ) -> dict[str, Any]:
-    """Run the model over `batches` ({"image", "label", "name", "orig_size"}) and return the
-    metrics of `ConfusionMatrix.compute`, plus "num_images", "mode" and "ms_flip".
+    """Run the model over `batches` and return the metrics of `ConfusionMatrix.compute`, plus
+    "num_images", "mode" and "ms_flip".
 
-    The first `num_samples` images (rank 0) are saved to `sample_dir/NAME.npz` with image,
-    label, prediction and, for EMA models, the attention maps: the report shows them.
+    Args:
+        model: a segmentor (or its DDP wrapper); (B, 3, H, W) -> (B, num_classes, H, W) logits.
+        batches: {"image": (B, 3, H, W), "label": (B, H, W), "name", "orig_size"} dicts, e.g.
+            from `build_val_loader`; a batch whose "image" is None (all skipped) is passed over.
+        settings: how to infer and score (`EvalSettings`).
+        device: where the images go.
+        sample_dir: where the first `settings.num_samples` images are saved as NAME.npz with
+            image, label, prediction and, for EMA models, the attention maps (the report
+            shows them); None saves nothing.
     """
     was_training = model.training
     model.eval()
-    cm = ConfusionMatrix(num_classes, ignore_index)
+    s = settings
+    num_classes = s.num_classes
+    cm = ConfusionMatrix(num_classes, s.ignore_index)
     core = getattr(model, "module", model)  # a DDP wrapper's module
     align = getattr(core, "align_corners", True)
     saved, num_images = 0, 0
-    for batch in tqdm(batches, desc="eval", total=total, disable=not progress, leave=False):
+    # tqdm takes the total from len(batches) when there is one
+    for batch in tqdm(batches, desc="eval", disable=not s.progress, leave=False):
         if batch.get("image") is None:
             continue  # a batch of skipped samples only
         image = batch["image"].to(device)
         label = batch["label"].to(device)
-        with autocast_context(device, amp):
-            probs = infer_probs(model, image, num_classes, mode, scales, flip, crop, stride, align)
+        with autocast_context(device, s.amp):
+            probs = infer_probs(model, image, num_classes, s.mode, s.scales, s.flip, s.crop, s.stride, align)
         pred = probs.argmax(1)
         cm.update(pred, label)
         num_images += image.shape[0]
-        if sample_dir is not None and saved < num_samples:
+        if sample_dir is not None and saved < s.num_samples:
             attention = None
-            with contextlib.suppress(ValueError), autocast_context(device, amp):
+            with contextlib.suppress(ValueError), autocast_context(device, s.amp):
                 attention = core(image[:1], return_attention=True)["attention"][0].float().cpu()
             h, w = (int(v) for v in batch["orig_size"][0])
             Path(sample_dir).mkdir(parents=True, exist_ok=True)
             arrays = {
-                "image": _denormalize(image[0], mean, std)[:h, :w],
+                "image": _denormalize(image[0], s.mean, s.std)[:h, :w],
                 "label": label[0, :h, :w].cpu().numpy().astype(np.int64),
                 "pred": pred[0, :h, :w].cpu().numpy().astype(np.int64),
                 "name": np.array(str(batch["name"][0])),
@@ -162,8 +222,9 @@ def evaluate(
             np.savez_compressed(Path(sample_dir) / f"{batch['name'][0]}.npz", **arrays)
             saved += 1
     cm.all_reduce()
-    result = cm.compute(class_names)
+    result = cm.compute(list(s.class_names) if s.class_names else None)
     num_images = int(all_reduce_sum(torch.tensor([num_images]))[0])
-    result.update({"num_images": num_images, "mode": mode, "ms_flip": bool(flip or len(scales) > 1)})
+    ms_flip = bool(s.flip or len(s.scales) > 1)
+    result.update({"num_images": num_images, "mode": s.mode, "ms_flip": ms_flip})
     model.train(was_training)
     return result

@@ -12,7 +12,7 @@ from conftest import tiny_overrides
 
 from emanet.engine.config import load_config
 from emanet.engine.distributed import CPUSyncBatchNorm, convert_sync_batchnorm
-from emanet.engine.train import Trainer
+from emanet.engine.trainer import Trainer
 
 
 def _free_port() -> int:

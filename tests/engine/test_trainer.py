@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-import emanet.engine.train as train_module
+import emanet.engine.trainer as trainer_module
 from emanet.data.fake import write_fake_dataset
 from emanet.engine.checkpoint import list_checkpoints, load_checkpoint
 from emanet.engine.config import load_config
-from emanet.engine.train import Trainer, TrainingDiverged
+from emanet.engine.trainer import Trainer, TrainingDiverged
 
 
 def _states_equal(a: dict, b: dict) -> None:
@@ -69,18 +69,6 @@ def test_refuses_to_mix_with_an_earlier_run(tiny_config):
         Trainer(tiny_config("same"), progress=False)
 
 
-def test_valid_pixel_loss_without_valid_pixels_is_zero():
-    from emanet.engine.train import segmentation_loss
-
-    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
-    label = torch.full((2, 4, 4), 255)
-    loss = segmentation_loss(logits, label, 255, "valid_pixels")
-    assert loss.item() == 0.0
-    label[0, 0, 0] = 1
-    ref = torch.nn.functional.cross_entropy(logits, label, ignore_index=255)
-    torch.testing.assert_close(segmentation_loss(logits, label, 255, "valid_pixels"), ref)
-
-
 def test_run_directory_contents(tiny_config):
     cfg = tiny_config("run")
     result = Trainer(cfg, progress=False).fit()
@@ -108,7 +96,7 @@ def test_keep_last_k_checkpoints(tiny_config):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, monkeypatch):
     cfg = tiny_config("nan")
     trainer = Trainer(cfg, progress=False)
-    real_loss = train_module.segmentation_loss
+    real_loss = trainer_module.segmentation_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -116,7 +104,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, monkeypatch)
         loss = real_loss(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(train_module, "segmentation_loss", poisoned)
+    monkeypatch.setattr(trainer_module, "segmentation_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at iteration 3 .*iter_0000002.pt is intact"):
         trainer.fit()
     ckpts = list_checkpoints(Path(cfg.output_dir) / "checkpoints")

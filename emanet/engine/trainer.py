@@ -1,0 +1,265 @@
+"""The trainer: the authors' recipe on one CPU or many GPUs (torchrun + DDP + SyncBN).
+
+    trainer = Trainer(load_config("demo"), resume=False)
+    result = trainer.fit()
+
+Like detectron2's SimpleTrainer: the pieces come from `builders`, the files go through
+`RunDir`, and `fit()` is one loop: next batch, lr, step, log, checkpoint, evaluate.
+Run directory (`cfg.output_dir`): see `RunDir`, plus checkpoints/iter_*.pt (atomic, last k
+kept) and samples/*.npz. `resume=True` continues bit-identically from the latest checkpoint:
+model (EM bases included), optimizer, iteration, RNG state and data order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from .. import __version__
+from ..capability import resolve_amp
+from .amp import autocast_context
+from .builders import (
+    build_model,
+    build_train_loader,
+    build_train_set,
+    build_val_loader,
+    micro_batch_size,
+    resolve_device,
+    wrap_ddp,
+)
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import Config, config_to_dict
+from .distributed import all_reduce_sum, init_distributed
+from .evaluate import EvalSettings, evaluate
+from .losses import segmentation_loss
+from .run_dir import RunDir
+from .schedule import build_optimizer, poly_lr
+
+__all__ = ["Trainer", "TrainingDiverged"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is left as it was."""
+
+
+class Trainer:
+    """Trains `cfg.model` on `cfg.data` with `cfg.train`, evaluates with `cfg.eval`.
+
+    Args:
+        cfg: the run's configuration.
+        resume: False for a new run, True for the latest checkpoint of `cfg.output_dir`, or
+            the path of a checkpoint to continue from.
+        progress: show progress bars (main process only).
+    """
+
+    def __init__(self, cfg: Config, resume: bool | str = False, progress: bool = True) -> None:
+        self.cfg = cfg
+        t = cfg.train
+        self.device = resolve_device(t.device)
+        self.dist = init_distributed(self.device)
+        self.is_main = self.dist.is_main
+        self.progress = progress and self.is_main
+        self.run_dir = RunDir(cfg.output_dir, enabled=self.is_main)
+        self.ckpt_dir = self.run_dir.checkpoints
+        self.micro_batch = micro_batch_size(cfg, self.dist.world_size)
+        torch.manual_seed(t.seed)
+
+        self.train_set = build_train_set(cfg)
+        self.num_classes = self.train_set.num_classes
+        self.class_names = list(self.train_set.CLASSES)
+        self.palette = [list(map(int, c)) for c in self.train_set.PALETTE]
+        self.eval_settings = EvalSettings.from_config(
+            cfg, self.num_classes, self.class_names, progress=self.progress
+        )
+
+        self.model = build_model(cfg, self.num_classes, self.device)
+        self.optimizer = build_optimizer(self.model, t.lr, t.momentum, t.weight_decay, t.bias_lr_mult)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=resolve_amp(t.amp, self.device) == "fp16"
+        )
+        self.start_iter = 0
+        self.skipped: list[tuple[str, str]] = []
+        checkpoint = self._find_resume(resume)
+        if checkpoint is not None:
+            self._load_state(checkpoint)
+        elif latest_checkpoint(self.ckpt_dir) is not None:
+            raise ValueError(
+                f"{self.run_dir.path} already holds checkpoints of an earlier run "
+                f"({latest_checkpoint(self.ckpt_dir).name}); pass --resume to continue it, or choose "
+                "another output_dir"
+            )
+        self.ddp = wrap_ddp(self.model, self.device, self.dist.world_size)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to `train.iters`, evaluate, return the metrics (see `evaluate`).
+
+        `stop_at` ends the run after that iteration without evaluating, as an interruption
+        would (the checkpoints written so far stay); `resume=True` continues it."""
+        cfg, t = self.cfg, self.cfg.train
+        self.run_dir.open(cfg, self.device, self.dist.world_size, self.start_iter)
+        loader = build_train_loader(
+            self.train_set, cfg, self.micro_batch, self.dist.rank, self.dist.world_size, self.start_iter
+        )
+        batches = iter(loader)
+        self.model.train()
+        start_time = time.perf_counter()
+        bar = tqdm(
+            total=t.iters,
+            initial=self.start_iter,
+            desc=f"train {cfg.model.name}",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        for it in range(self.start_iter, t.iters):
+            lr = self._set_lr(it)
+            loss, aux_loss = self._step(batches)
+            self._stop_if_diverged(loss, aux_loss, it, lr)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            done = it + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            if done % t.log_every == 0 or done == t.iters:
+                elapsed = time.perf_counter() - start_time
+                record = {"type": "train", "iter": done, "loss": loss, "lr": lr, "time": elapsed}
+                if aux_loss:
+                    record["aux_loss"] = aux_loss
+                self.run_dir.log(record)
+            if t.checkpoint_every and (done % t.checkpoint_every == 0 or done == t.iters) and self.is_main:
+                save_checkpoint(self.state_dict(done), self.ckpt_dir, done, keep=t.keep_checkpoints)
+            if t.eval_every and done % t.eval_every == 0 and done != t.iters:
+                self._evaluate(done, final=False)
+            if stop_at is not None and done >= stop_at:
+                bar.close()
+                return {"stopped_at": done}
+        bar.close()
+        result = self._evaluate(t.iters, final=True)
+        result["train_time"] = time.perf_counter() - start_time
+        result["skipped"] = [list(s) for s in self.skipped]
+        skipped_file = self.run_dir.write_skipped(self.skipped)
+        if skipped_file is not None:
+            print(f"{len(self.skipped)} bad samples were skipped; the list is in {skipped_file}")
+        self.run_dir.close()
+        return result
+
+    def _set_lr(self, iteration: int) -> float:
+        t = self.cfg.train
+        lr = poly_lr(t.lr, iteration, t.iters, t.poly_power, t.lr_update_every)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
+        return lr
+
+    def _next_batch(self, batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """The next batch holding at least one image; skipped samples are recorded."""
+        while True:
+            batch = next(batches)
+            for path, message in batch.get("skipped", []):
+                self.skipped.append((path, message))
+                if self.is_main:
+                    tqdm.write(f"skipped {path}: {message}")
+            if batch.get("image") is not None:
+                return batch
+
+    def _step(self, batches: Iterator[dict[str, Any]]) -> tuple[float, float]:
+        """Forward and backward over `train.accumulate` micro-batches; returns the mean loss and
+        aux loss. The optimizer step is left to the caller (after the divergence check)."""
+        t = self.cfg.train
+        aux = self.model.aux_head is not None and t.aux_weight > 0
+        self.optimizer.zero_grad(set_to_none=True)
+        total, total_aux = 0.0, 0.0
+        for micro in range(t.accumulate):
+            batch = self._next_batch(batches)
+            image = batch["image"].to(self.device, non_blocking=True)  # (B, 3, H, W)
+            label = batch["label"].to(self.device, non_blocking=True)  # (B, H, W)
+            last = micro == t.accumulate - 1
+            # no gradient all-reduce until the last micro-batch
+            sync = (
+                self.ddp.no_sync() if (not last and self.ddp is not self.model) else contextlib.nullcontext()
+            )
+            with sync:
+                with autocast_context(self.device, t.amp):
+                    out = self.ddp(image, return_aux=True) if aux else self.ddp(image)
+                logits = out["out"] if aux else out
+                loss = segmentation_loss(logits, label, self.cfg.data.ignore_index, t.loss_normalize)
+                aux_loss = torch.zeros((), device=self.device)
+                if aux:
+                    aux_loss = segmentation_loss(
+                        out["aux"], label, self.cfg.data.ignore_index, t.loss_normalize
+                    )
+                step_loss = (loss + t.aux_weight * aux_loss) / t.accumulate
+                self.scaler.scale(step_loss).backward()
+            total += float(loss.detach()) / t.accumulate
+            total_aux += float(aux_loss.detach()) / t.accumulate
+        return total, total_aux
+
+    def _stop_if_diverged(self, loss: float, aux_loss: float, it: int, lr: float) -> None:
+        # every rank stops together: one rank's NaN is all-reduced to all
+        bad = all_reduce_sum(torch.tensor([0.0 if math.isfinite(loss + aux_loss) else 1.0]))
+        if bad.item() > 0:
+            last = latest_checkpoint(self.ckpt_dir)
+            kept = f"the last good checkpoint {last} is intact" if last else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"loss became {loss} at iteration {it + 1} (lr {lr:.3g}); stopped before the update, "
+                f"{kept}. Lower train.lr, use train.amp=none, or check the data"
+            )
+
+    def _evaluate(self, iteration: int, final: bool) -> dict[str, Any]:
+        # The validation loader draws from the global RNG; fork it so that a resumed run,
+        # whose checkpoint was saved before this evaluation, stays bit-identical.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            _, loader = build_val_loader(self.cfg, self.dist.rank, self.dist.world_size)
+            sample_dir = self.run_dir.samples if (final and self.is_main) else None
+            # the model, not the DDP wrapper: evaluation syncs nothing but the confusion matrix
+            result = evaluate(self.model, loader, self.eval_settings, self.device, sample_dir)
+        metrics = {k: result[k] for k in ("mIoU", "pixel_acc", "mean_acc")}
+        self.run_dir.log({"type": "eval", "iter": iteration, **metrics})
+        if final:
+            self.run_dir.write_eval(result, self.palette)
+        return result
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self, iteration: int) -> dict[str, Any]:
+        """A checkpoint: model, optimizer, scaler, iteration, RNG, config and class metadata."""
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": iteration,
+            "rng": rng,
+            "config": config_to_dict(self.cfg),
+            "model_config": dict(self.model.config),
+            "class_names": self.class_names,
+            "palette": self.palette,
+            "emanet_version": __version__,
+        }
+
+    def _find_resume(self, resume: bool | str) -> dict[str, Any] | None:
+        if not resume:
+            return None
+        path = latest_checkpoint(self.ckpt_dir) if resume is True else Path(resume)
+        if path is None:
+            raise FileNotFoundError(
+                f"--resume: no checkpoint iter_*.pt in {self.ckpt_dir}; start without --resume"
+            )
+        return load_checkpoint(path)
+
+    def _load_state(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_iter = int(ckpt["iteration"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
