@@ -61,6 +61,8 @@ class DataConfig:
     # random scale: a list of choices, or {range: [lo, hi]} for a uniform range
     scales: Any = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0])
     flip: bool = True
+    # "authors": scale, pad, crop, flip; "openmmlab": scale, crop, flip, photometric, pad
+    pipeline: str = "authors"
     # OpenMMLab's RandomResize target (w, h): the ratio multiplies this (keep_ratio) instead of the
     # image's own size; null: the authors' scaling of the image itself
     resize_base: list[int] | None = None
@@ -137,6 +139,7 @@ class Config:
 _CHOICES = {
     "train.amp": ("none", "bf16", "fp16"),
     "train.lr_schedule": ("authors", "mmengine"),
+    "data.pipeline": ("authors", "openmmlab"),
     "train.loss_normalize": ("all_pixels", "valid_pixels"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.mode": ("whole", "slide"),
