@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DataError
+from .photometric import PhotoMetricDistortion
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -98,9 +99,14 @@ class RandomScale:
             e.g. [0.5, 0.75, ..., 2.0] (authors); a 2-tuple (lo, hi) or a dict {"range": [lo, hi]}
             is a uniform range (OpenMMLab's ratio_range). `is_range` overrides the guess.
         is_range: True for a range, False for choices, None to decide from the type as above.
+        base: (w, h) of OpenMMLab's RandomResize(scale=base, ratio_range, keep_ratio=True): the
+            drawn ratio r gives the target (int(w r), int(h r)); the image is rescaled by
+            min(long target / long side, short target / short side) to (int(W f + 0.5),
+            int(H f + 0.5)) (mmcv rescale_size), bilinear with half-pixel centres as cv2, rounded
+            to uint8 as cv2 returns it; label nearest.
     """
 
-    def __init__(self, scales, is_range: bool | None = None):
+    def __init__(self, scales, is_range: bool | None = None, base: Sequence[int] | None = None):
         if isinstance(scales, dict):
             if set(scales) != {"range"}:
                 raise DataError(
@@ -118,6 +124,12 @@ class RandomScale:
             raise DataError(f"scale range {scales!r} is not valid; give (lo, hi) with 0 < lo <= hi")
         self.scales = tuple(scales)
         self.is_range = bool(is_range)
+        self.base = None if base is None else _pair(tuple(base), "resize base")
+
+    def _base_size(self, s: float, h: int, w: int) -> tuple[int, int]:
+        tw, th = int(self.base[0] * s), int(self.base[1] * s)
+        f = min(max(tw, th) / max(h, w), min(tw, th) / min(h, w))
+        return max(1, int(h * f + 0.5)), max(1, int(w * f + 0.5))
 
     def sample(self, rng: np.random.Generator) -> float:
         if self.is_range:
@@ -129,6 +141,12 @@ class RandomScale:
         h, w = label.shape
         img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
         lab = torch.from_numpy(np.ascontiguousarray(label)).to(torch.float32)[None, None]
+        if self.base is not None:
+            size = self._base_size(s, h, w)
+            img = F.interpolate(img, size=size, mode="bilinear", align_corners=False)
+            lab = F.interpolate(lab, size=size, mode="nearest")
+            out = np.clip(np.rint(img[0].permute(1, 2, 0).numpy()), 0, 255).astype(np.uint8)
+            return out, lab[0, 0].numpy().astype(np.int64)
         if math.floor(h * s) >= 1 and math.floor(w * s) >= 1:
             kw = {"scale_factor": s}
         else:  # a tiny image would collapse to 0 pixels; keep at least one
@@ -139,7 +157,7 @@ class RandomScale:
 
     def __repr__(self) -> str:
         kind = "range" if self.is_range else "choices"
-        return f"RandomScale({kind}={list(self.scales)})"
+        return f"RandomScale({kind}={list(self.scales)}, base={self.base})"
 
 
 class PadBottomRight:
@@ -165,20 +183,37 @@ class PadBottomRight:
 
 
 class RandomCrop:
-    """Crop a random `size` window (the whole side where the image is smaller; pad first)."""
+    """Crop a random `size` window (the whole side where the image is smaller).
 
-    def __init__(self, size: int | Sequence[int]):
+    With `cat_max_ratio` < 1, as OpenMMLab's RandomCrop (mmseg/datasets/transforms/transforms.py,
+    `crop_bbox`): up to 10 times, a crop is kept if it holds more than one non-ignored class and
+    none fills `cat_max_ratio` or more of its non-ignored pixels, else a new one is drawn; the
+    crop drawn last is used if none passes (so at most 11 draws of (y, x)).
+    """
+
+    def __init__(self, size: int | Sequence[int], cat_max_ratio: float = 1.0, ignore_index: int = 255):
         self.size = _pair(size, "crop size")
+        self.cat_max_ratio = float(cat_max_ratio)
+        self.ignore_index = int(ignore_index)
+
+    def _draw(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        ch, cw = min(self.size[0], h), min(self.size[1], w)
+        return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
 
     def __call__(self, image, label, rng: np.random.Generator):
         h, w = label.shape
-        ch, cw = min(self.size[0], h), min(self.size[1], w)
-        y = int(rng.integers(0, h - ch + 1))
-        x = int(rng.integers(0, w - cw + 1))
+        y, x, ch, cw = self._draw(h, w, rng)
+        if self.cat_max_ratio < 1.0:
+            for _ in range(10):
+                ids, counts = np.unique(label[y : y + ch, x : x + cw], return_counts=True)
+                counts = counts[ids != self.ignore_index]
+                if len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio:
+                    break
+                y, x, ch, cw = self._draw(h, w, rng)
         return image[y : y + ch, x : x + cw], label[y : y + ch, x : x + cw]
 
     def __repr__(self) -> str:
-        return f"RandomCrop(size={self.size})"
+        return f"RandomCrop(size={self.size}, cat_max_ratio={self.cat_max_ratio})"
 
 
 class RandomHorizontalFlip:
@@ -267,8 +302,15 @@ def train_transforms(
     ignore_index: int = 255,
     flip: bool = True,
     image_fill=None,
+    pipeline: str = "authors",
+    resize_base: Sequence[int] | None = None,
+    cat_max_ratio: float = 1.0,
+    photometric: bool = False,
 ) -> Compose:
-    """The authors' training pipeline: scale, pad bottom/right, random crop, flip, normalise.
+    """The training pipeline: "authors" scale, pad bottom/right, random crop, flip, normalise;
+    "openmmlab" scale, crop, flip, photometric distortion, pad bottom/right, normalise (OpenMMLab
+    pads the normalised batch with 0 after the image transforms, so padding is never flipped or
+    distorted).
 
     Args:
         crop_size: int or (h, w), e.g. 513 (VOC) or (512, 1024) (Cityscapes).
@@ -279,16 +321,26 @@ def train_transforms(
         flip: random horizontal flip with p = 0.5.
         image_fill: padding colour in 0..255; None pads with the mean colour, which is 0 after
             normalisation, as the authors (who pad the normalised image with 0).
+        pipeline: "authors" or "openmmlab" (the order above).
+        resize_base: see `RandomScale` (OpenMMLab's RandomResize scale, (w, h)).
+        cat_max_ratio: see `RandomCrop` (OpenMMLab: 0.75).
+        photometric: OpenMMLab's PhotoMetricDistortion after the flip.
     """
+    if pipeline not in ("authors", "openmmlab"):
+        raise DataError(f"data.pipeline={pipeline!r} is not valid; choose authors or openmmlab")
     fill = _mean_fill(mean) if image_fill is None else image_fill
     if isinstance(scales, tuple) and len(scales) != 2:
         scales = list(scales)
+    pad = PadBottomRight(crop_size, image_fill=fill, label_fill=ignore_index)
+    authors = pipeline == "authors"
     return Compose(
         [
-            RandomScale(scales) if scales else None,
-            PadBottomRight(crop_size, image_fill=fill, label_fill=ignore_index),
-            RandomCrop(crop_size),
+            RandomScale(scales, base=resize_base) if scales else None,
+            pad if authors else None,
+            RandomCrop(crop_size, cat_max_ratio, ignore_index),
             RandomHorizontalFlip(0.5) if flip else None,
+            PhotoMetricDistortion() if photometric else None,
+            None if authors else pad,
             Normalize(mean, std),
         ]
     )

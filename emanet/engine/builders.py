@@ -70,6 +70,10 @@ def build_train_set(cfg: Config) -> Dataset:
             data.std,
             ignore_index=data.ignore_index,
             flip=data.flip,
+            pipeline=data.pipeline,
+            resize_base=data.resize_base,
+            cat_max_ratio=data.cat_max_ratio,
+            photometric=data.photometric,
         ),
         **data.options,
     )

@@ -61,6 +61,15 @@ class DataConfig:
     # random scale: a list of choices, or {range: [lo, hi]} for a uniform range
     scales: Any = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0])
     flip: bool = True
+    # "authors": scale, pad, crop, flip; "openmmlab": scale, crop, flip, photometric, pad
+    pipeline: str = "authors"
+    # OpenMMLab's RandomResize target (w, h): the ratio multiplies this (keep_ratio) instead of the
+    # image's own size; null: the authors' scaling of the image itself
+    resize_base: list[int] | None = None
+    # OpenMMLab's RandomCrop: re-draw (up to 10 times) a crop that one class fills >= this share of
+    cat_max_ratio: float = 1.0
+    # OpenMMLab's PhotoMetricDistortion (brightness, contrast, saturation, hue) after the flip
+    photometric: bool = False
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     ignore_index: int = 255
@@ -79,6 +88,17 @@ class TrainConfig:
     poly_power: float = 0.9
     lr_update_every: int = 10  # authors recompute the poly lr every 10 iterations
     bias_lr_mult: float = 2.0  # biases (conv and BN): 2× lr, no decay
+    decay_all: bool = False  # weight decay on BN weights and biases too (OpenMMLab's plain SGD)
+    # "authors": step from 1, recomputed every lr_update_every; "mmengine": PolyLR with eta_min
+    lr_schedule: str = "authors"
+    poly_eta_min: float = 0.0
+    # OHEM (OpenMMLab's OHEMPixelSampler) on the main head; ohem_aux: on the aux head too
+    ohem: bool = False
+    ohem_thresh: float | None = 0.7
+    ohem_min_kept: int = 100000
+    ohem_aux: bool = False
+    # per-class loss weights: null, a list (one per class), or "auto" (median frequency)
+    class_weights: Any = None
     # "all_pixels": per image, mean over all H·W positions, ignored ones counting 0 (authors);
     # "valid_pixels": mean over non-ignored pixels (PyTorch's default)
     loss_normalize: str = "all_pixels"
@@ -118,6 +138,8 @@ class Config:
 
 _CHOICES = {
     "train.amp": ("auto", "none", "bf16", "fp16"),
+    "train.lr_schedule": ("authors", "mmengine"),
+    "data.pipeline": ("authors", "openmmlab"),
     "train.loss_normalize": ("all_pixels", "valid_pixels"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.mode": ("whole", "slide"),

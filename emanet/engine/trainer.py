@@ -38,7 +38,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import Config, config_to_dict
 from .distributed import all_reduce_sum, init_distributed
 from .evaluate import EvalSettings, evaluate
-from .losses import segmentation_loss
+from .losses import build_loss
 from .run_dir import RunDir
 from .schedule import build_optimizer, poly_lr
 
@@ -80,7 +80,10 @@ class Trainer:
         )
 
         self.model = build_model(cfg, self.num_classes, self.device)
-        self.optimizer = build_optimizer(self.model, t.lr, t.momentum, t.weight_decay, t.bias_lr_mult)
+        self.optimizer = build_optimizer(
+            self.model, t.lr, t.momentum, t.weight_decay, t.bias_lr_mult, decay_all=t.decay_all
+        )
+        self.loss_fn = build_loss(cfg, self.train_set)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=resolve_amp(t.amp, self.device) == "fp16"
         )
@@ -152,7 +155,15 @@ class Trainer:
 
     def _set_lr(self, iteration: int) -> float:
         t = self.cfg.train
-        lr = poly_lr(t.lr, iteration, t.iters, t.poly_power, t.lr_update_every)
+        lr = poly_lr(
+            t.lr,
+            iteration,
+            t.iters,
+            t.poly_power,
+            t.lr_update_every,
+            eta_min=t.poly_eta_min,
+            style=t.lr_schedule,
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
@@ -188,16 +199,10 @@ class Trainer:
                 with autocast_context(self.device, t.amp):
                     out = self.ddp(image, return_aux=True) if aux else self.ddp(image)
                 logits = out["out"] if aux else out
-                loss = segmentation_loss(logits, label, self.cfg.data.ignore_index, t.loss_normalize)
-                aux_loss = torch.zeros((), device=self.device)
-                if aux:
-                    aux_loss = segmentation_loss(
-                        out["aux"], label, self.cfg.data.ignore_index, t.loss_normalize
-                    )
-                step_loss = (loss + t.aux_weight * aux_loss) / t.accumulate
-                self.scaler.scale(step_loss).backward()
-            total += float(loss.detach()) / t.accumulate
-            total_aux += float(aux_loss.detach()) / t.accumulate
+                losses = self.loss_fn(logits, label, out["aux"] if aux else None)
+                self.scaler.scale(losses.total / t.accumulate).backward()
+            total += float(losses.main.detach()) / t.accumulate
+            total_aux += float(losses.aux.detach()) / t.accumulate
         return total, total_aux
 
     def _stop_if_diverged(self, loss: float, aux_loss: float, it: int, lr: float) -> None:

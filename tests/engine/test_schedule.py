@@ -23,8 +23,53 @@ def test_authors_parameter_groups():
     assert set().union(*ids.values()) == trainable
 
 
-def test_poly_lr_updated_every_10():
-    assert poly_lr(0.009, 0, 30000, 0.9, 10) == 0.009
-    assert poly_lr(0.009, 9, 30000, 0.9, 10) == 0.009
-    assert poly_lr(0.009, 15, 30000, 0.9, 10) == pytest.approx(0.009 * (1 - 10 / 30000) ** 0.9)
-    assert poly_lr(0.009, 30000, 30000) == 0.0
+def _authors_lrs(base_lr, max_iter, lr_decay_iter, power, mults=(1.0, 1.0, 2.0)):
+    """Their train.py, re-typed: groups start at (1, 1, 2) × LR; `step` runs 1..ITER_MAX and
+    `poly_lr_scheduler` rewrites the groups' rates when `step % LR_DECAY == 0`."""
+    groups = [m * base_lr for m in mults]
+    used = []
+    for step in range(1, max_iter + 1):
+        if not (step % lr_decay_iter or step > max_iter):
+            new_lr = base_lr * (1 - float(step) / max_iter) ** power
+            groups = [m * new_lr for m in mults]
+        used.append(list(groups))  # the rates this step trains with
+    return used
+
+
+def test_poly_lr_equals_the_authors_at_every_iteration_and_group():
+    model = emanet.create_model("emanet_r18", num_classes=3, ema_channels=32, channels=16)
+    mults = [g["lr_mult"] for g in param_groups(model, lr=0.009, weight_decay=1e-4)]
+    assert mults == [1.0, 1.0, 2.0]
+    reference = _authors_lrs(0.009, 30000, 10, 0.9)
+    assert len(reference) == 30000
+    for iteration, expected in enumerate(reference):  # emanet's 0-based iteration = their step - 1
+        lr = poly_lr(0.009, iteration, 30000, 0.9, 10)
+        assert [lr * m for m in mults] == expected, iteration
+    # the points the issue names: their 10th step already decays; their last step trains with 0
+    assert poly_lr(0.009, 8, 30000, 0.9, 10) == 0.009
+    assert poly_lr(0.009, 9, 30000, 0.9, 10) == 0.009 * (1 - 10 / 30000) ** 0.9
+    assert poly_lr(0.009, 29999, 30000, 0.9, 10) == 0.0
+
+
+def test_poly_lr_equals_mmengine_polylr():
+    """mmengine PolyParamScheduler, chainable form, T = end - begin - 1, stepped after each iteration."""
+    base, eta_min, power, iters = 0.01, 1e-4, 0.9, 80000
+    total = iters - 1
+    lr = base
+    for last_step in range(iters):
+        if last_step > 0:
+            lr = (lr - eta_min) * (1 - 1 / (total - last_step + 1)) ** power + eta_min
+        ours = poly_lr(base, last_step, iters, power, eta_min=eta_min, style="mmengine")
+        assert ours == pytest.approx(lr, rel=1e-9, abs=1e-15), last_step
+    assert poly_lr(base, iters - 1, iters, power, eta_min=eta_min, style="mmengine") == eta_min
+
+
+def test_poly_lr_rejects_unknown_style():
+    with pytest.raises(ValueError, match="authors"):
+        poly_lr(0.01, 0, 10, style="paddle")
+
+
+def test_decay_all_puts_weight_decay_on_every_group():
+    model = emanet.create_model("emanet_r18", num_classes=3, ema_channels=32, channels=16)
+    groups = param_groups(model, lr=0.01, weight_decay=5e-4, bias_lr_mult=1.0, decay_all=True)
+    assert {g["weight_decay"] for g in groups} == {5e-4}

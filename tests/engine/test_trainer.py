@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 
-import emanet.engine.trainer as trainer_module
 from emanet.data.fake import write_fake_dataset
 from emanet.engine.checkpoint import list_checkpoints, load_checkpoint
 from emanet.engine.config import load_config
@@ -96,15 +95,18 @@ def test_keep_last_k_checkpoints(tiny_config):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, monkeypatch):
     cfg = tiny_config("nan")
     trainer = Trainer(cfg, progress=False)
-    real_loss = trainer_module.segmentation_loss
+    real_loss = trainer.loss_fn
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
-        loss = real_loss(*args, **kwargs)
-        return loss * float("nan") if calls["n"] == 3 else loss
+        losses = real_loss(*args, **kwargs)
+        nan = float("nan")
+        return (
+            losses._replace(total=losses.total * nan, main=losses.main * nan) if calls["n"] == 3 else losses
+        )
 
-    monkeypatch.setattr(trainer_module, "segmentation_loss", poisoned)
+    monkeypatch.setattr(trainer, "loss_fn", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at iteration 3 .*iter_0000002.pt is intact"):
         trainer.fit()
     ckpts = list_checkpoints(Path(cfg.output_dir) / "checkpoints")
