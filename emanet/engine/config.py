@@ -233,9 +233,14 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config
     cfg = Config()
     for key, value in _flatten(data):
         _set(cfg, key, value, source)
+    recipe_dataset, recipe_options = cfg.data.name, dict(cfg.data.options)
+    options_overridden = False
     for text in overrides or []:
         key, value = parse_override(text)
         _set(cfg, key, value, "the command line")
+        options_overridden |= key == "data.options" or key.startswith("data.options.")
+    if cfg.data.name != recipe_dataset and not options_overridden and cfg.data.options == recipe_options:
+        cfg.data.options = {}  # the recipe's options belong to its dataset, not to data.name=<other>
     if not cfg.recipe:
         cfg.recipe = Path(name_or_path).stem
     _validate(cfg, source)
