@@ -133,6 +133,7 @@ class SkipBadSamples(torch.utils.data.Dataset):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
+
 def collate_skip(batch: Sequence[dict]) -> dict:
     """Batch sample dicts, dropping skipped ones.
 

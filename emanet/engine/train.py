@@ -144,6 +144,9 @@ class Trainer:
             )
         self.micro_batch = t.batch_size // per_step
         torch.manual_seed(t.seed)
+        from ..data.preflight import preflight  # data preflight (issue 17): bad data fails here, not after
+
+        preflight(cfg)
 
         data = cfg.data
         self.train_set = build_dataset(
