@@ -133,16 +133,16 @@ def _inspect(dataset, i: int) -> dict[str, Any]:
             image, label = dataset.load(i)
             out.update(image_mode="RGB", orientation=None, raw=label)
         else:
+            image = read_image(image_path)  # first: a bad file is a DataError naming it and the fix
             with Image.open(image_path) as im:
                 out.update(image_mode=im.mode, orientation=im.getexif().get(_ORIENTATION))
-            image = read_image(image_path)
             if mask_path is None:
                 label = np.full(image.shape[:2], dataset.ignore_index, dtype=np.int64)
                 out["raw"] = label
             else:
+                raw = dataset.read_raw_mask(mask_path, image.shape[:2])
                 with Image.open(mask_path) as m:
                     out["mask_mode"] = m.mode
-                raw = dataset.read_raw_mask(mask_path, image.shape[:2])
                 label = dataset.map_label(raw, mask_path)
                 label_map = getattr(dataset, "label_map", None)
                 if label_map:
