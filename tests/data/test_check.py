@@ -13,12 +13,16 @@ from emanet.engine.config import load_config
 
 
 def _run(capsys, root, *extra, html=None):
-    code = main(["data", "check", "folder", f"data.root={root}", "--no-progress", "--html", str(html), *extra])
+    code = main(
+        ["data", "check", "folder", f"data.root={root}", "--no-progress", "--html", str(html), *extra]
+    )
     return code, capsys.readouterr().out
 
 
 def test_clean_dataset_exits_0_and_writes_the_page(tmp_path, capsys):
-    root = write_folder(tmp_path / "ok", {"a": two_region_mask(), "b": two_region_mask(value=1, background=0)})
+    root = write_folder(
+        tmp_path / "ok", {"a": two_region_mask(), "b": two_region_mask(value=1, background=0)}
+    )
     code, out = _run(capsys, root, html=tmp_path / "page.html")
     assert code == 0, out
     assert "0 errors" in out and "train: 2 samples, 2 read" in out
