@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean chromium
+.PHONY: setup demo test lint clean chromium labelme-examples
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/emanet demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium labelme-examples
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
@@ -34,6 +34,13 @@ chromium:
 	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "make: could not install chromium with apt-get; the browser test will fail" >&2
+
+# The data tests read real VOC images and VOC-palette masks from Debian's `labelme-examples`:
+# installed here when missing and running as root; otherwise those tests fail and say how to install it.
+labelme-examples:
+	@test -d /usr/share/doc/labelme-examples/examples/semantic_segmentation || [ "$$(id -u)" != 0 ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq labelme-examples >/dev/null) || \
+	  echo "make: could not install labelme-examples with apt-get; the VOC fixture tests will fail" >&2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

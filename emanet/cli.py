@@ -24,6 +24,7 @@ COMMANDS = {
     "predict": ("predict", "segment images; write masks, overlays and attention maps"),
     "convert": ("convert", "import the authors' or OpenMMLab's EMANet checkpoint"),
     "report": ("report", "write RUN_DIR/report.html: curves, evaluation, samples, attention maps"),
+    "data": ("data", "check a dataset before training: `emanet data check CONFIG [key=value ...]`"),
 }
 
 

@@ -27,6 +27,7 @@ def configure(parser) -> None:
 
 def run(args) -> int:
 
+    from ..data.preflight import unlabelled_split_message
     from ..engine.builders import build_val_loader, resolve_device
     from ..engine.config import load_config
     from ..engine.distributed import cleanup_distributed, init_distributed
@@ -64,6 +65,9 @@ def run(args) -> int:
         result = evaluate(model, loader, settings, device)
         if info.is_main:
             print(_table(result))
+            unlabelled = unlabelled_split_message(result, cfg.data.val_split)
+            if unlabelled:
+                print(f"warning: {unlabelled}")
             if args.out:
                 write_json(args.out, result, indent=1)
     finally:

@@ -6,15 +6,17 @@ training run either stops with one clear line or (with `SkipBadSamples`) skips a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError
+from .masks import colour_to_index
 from .transforms import Normalize
 
 __all__ = [
@@ -27,7 +29,16 @@ __all__ = [
     "IMAGE_EXTS",
 ]
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+def _readable_extensions() -> tuple[str, ...]:
+    """Every file extension Pillow can open (.jpg, .png, .webp, .tif, .bmp, ...), common ones first."""
+    Image.init()
+    found = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    common = [e for e in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff") if e in found]
+    return tuple(common + sorted(found - set(common)))
+
+
+IMAGE_EXTS = _readable_extensions()
 _SKIP_HINT = "or set data.skip_bad_samples=true to skip it"
 
 
@@ -50,26 +61,52 @@ def _open_loaded(path: Path, what: str) -> Image.Image:
     return img
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit / 32-bit grey and float images scaled (not clipped) to 8 bits; others unchanged."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        arr = np.asarray(img).astype(np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) <= 65535 else float(arr.max())
+    elif img.mode == "F":
+        arr = np.asarray(img).astype(np.float64)
+        top = 1.0 if arr.max(initial=0) <= 1.0 else float(arr.max())
+    else:
+        return img
+    return Image.fromarray(np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8), mode="L")
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB.
+    """Read an image file as RGB, as it is displayed.
+
+    The EXIF orientation tag is applied (a phone photo stored sideways comes out upright, as in
+    the viewer the mask was drawn in), and 16-bit images are scaled to 8 bits (65535 -> 255).
 
     Returns:
         (H, W, 3) uint8 array.
     """
     path = Path(path)
     img = _open_loaded(path, "image")
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    with contextlib.suppress(OSError, ValueError, SyntaxError):  # a damaged EXIF block: keep as stored
+        img = ImageOps.exif_transpose(img)
+    return np.asarray(_to_8bit(img).convert("RGB"), dtype=np.uint8)
 
 
-def read_mask(path: str | os.PathLike, image_size: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(
+    path: str | os.PathLike,
+    image_size: tuple[int, int] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    ignore_index: int = 255,
+) -> np.ndarray:
     """Read an index mask (PNG mode P, L, I or I;16) of class ids, unmapped.
 
-    An RGB mask is accepted only if its three channels are equal (a grey mask saved as RGB); a
-    colour-coded mask is an error, since its colours are not class ids.
+    An RGB mask is accepted if its three channels are equal (a grey mask saved as RGB), or, when
+    `palette` is given, as a colour mask mapped through it (see `masks.colour_to_index`);
+    otherwise a colour-coded mask is an error, since its colours are not class ids.
 
     Args:
         path: the mask file.
         image_size: (H, W) of the image it belongs to, checked when given.
+        palette: one (r, g, b) per class, to read colour masks.
+        ignore_index: the class id of the ignore colour (colour masks only).
 
     Returns:
         (H, W) int64 array.
@@ -84,6 +121,8 @@ def read_mask(path: str | os.PathLike, image_size: tuple[int, int] | None = None
         grey = np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])
         if mode == "LA" or grey:
             mask = arr[..., 0]
+        elif palette is not None:
+            mask = colour_to_index(arr[..., :3], palette, ignore_index, path)
         else:
             raise DataError(
                 f"{path}: mask is a colour (mode {mode}) image, but an index mask is expected; save it as "
@@ -138,12 +177,22 @@ def check_label(label: np.ndarray, num_classes: int, ignore_index: int, path: st
         )
 
 
-def read_split(path: str | os.PathLike) -> list[str]:
-    """Read a split list: one sample per line, as a stem or as 'image_path [mask_path]'.
+def _split_line_name(line: str) -> str:
+    """The sample name of one split-list line (see `read_split`)."""
+    tokens = line.split()
+    if len(tokens) == 2 and all(Path(t).suffix.lower() in IMAGE_EXTS for t in tokens):
+        line = tokens[0]  # 'image_path mask_path'
+    name = Path(line).name if "/" in line else line
+    return Path(name).stem if Path(name).suffix.lower() in IMAGE_EXTS else name
 
-    Lines like '/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png' (the DeepLab
-    train_aug.txt style) give the stem of the first path (folders and an image extension dropped).
-    Blank lines and '#' comments are skipped.
+
+def read_split(path: str | os.PathLike) -> list[str]:
+    """Read a split list: one sample per line, as a name or as 'image_path [mask_path]'.
+
+    A line is one name, spaces included ('cat 01' is the sample 'cat 01'); an image extension and
+    folders are dropped. Lines like '/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png'
+    (the DeepLab train_aug.txt style: exactly two paths with image extensions) give the stem of the
+    first path. Blank lines and '#' comments are skipped.
     """
     path = Path(path)
     try:
@@ -155,8 +204,7 @@ def read_split(path: str | os.PathLike) -> list[str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        name = Path(line.split()[0]).name
-        stems.append(Path(name).stem if Path(name).suffix.lower() in IMAGE_EXTS else name)
+        stems.append(_split_line_name(line))
     if not stems:
         raise DataError(f"{path}: split file is empty; list one sample name per line", path)
     return stems
@@ -231,6 +279,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def sample_name(self, i: int) -> str:
         return Path(self.files[i][0]).stem
 
+    def read_raw_mask(self, path: str, image_size: tuple[int, int]) -> np.ndarray:
+        """The (H, W) int64 mask values as stored (before `map_label`); see `read_mask`."""
+        return read_mask(path, image_size)
+
     def map_label(self, raw: np.ndarray, path: str) -> np.ndarray:
         """Raw mask values (H, W) -> class ids; identity by default."""
         return raw
@@ -245,7 +297,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         image = read_image(image_path)
         if label_path is None:
             return image, np.full(image.shape[:2], self.ignore_index, dtype=np.int64)
-        label = self.map_label(read_mask(label_path, image.shape[:2]), label_path)
+        label = self.map_label(self.read_raw_mask(label_path, image.shape[:2]), label_path)
         check_label(label, self.num_classes, self.ignore_index, label_path)
         return image, label
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ __all__ = [
     "DATASETS",
     "build_dataset",
     "list_datasets",
+    "dataset_options",
 ]
 
 DATASETS: dict[str, type[SegmentationDataset] | None] = {
@@ -43,6 +45,32 @@ def list_datasets() -> list[str]:
     return list(DATASETS)
 
 
+def _dataset_class(name: str):
+    if name == "synthetic":
+        from .synthetic import SyntheticDataset
+
+        return SyntheticDataset
+    return DATASETS[name]
+
+
+def dataset_options(name: str) -> list[str]:
+    """The keyword options (`data.options`) that dataset `name` accepts."""
+    params = inspect.signature(_dataset_class(name).__init__).parameters
+    return [p for p in params if p not in ("self", "root", "split", "transform")]
+
+
+def _check_options(name: str, options: dict) -> None:
+    accepted = dataset_options(name)
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), accepted, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise DataError(
+            f"dataset {name!r} has no option {unknown[0]!r} (data.options.{unknown[0]}); {hint}its options "
+            f"are: {', '.join(accepted) or 'none'}"
+        )
+
+
 def build_dataset(
     name: str, root: str | os.PathLike | None, split: str | None, transform: Callable | None = None, **kwargs
 ):
@@ -59,10 +87,9 @@ def build_dataset(
         close = difflib.get_close_matches(str(name), DATASETS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise DataError(f"dataset {name!r} is not known{hint}; choose one of {', '.join(DATASETS)}")
+    _check_options(name, kwargs)
     if name == "synthetic":
-        from .synthetic import SyntheticDataset
-
-        return SyntheticDataset(split=split, transform=transform, **kwargs)
+        return _dataset_class(name)(split=split, transform=transform, **kwargs)
     if root is None:
         raise DataError(f"dataset {name!r} needs a root folder; set data.root")
     return DATASETS[name](root, split, transform=transform, **kwargs)

@@ -89,27 +89,44 @@ class SkipBadSamples(torch.utils.data.Dataset):
     `collate_skip` drops those entries from the batch and returns them under "skipped", so the
     training loop (in the main process, whatever the number of workers) can report every skipped
     file. `skipped` lists the ones met in this process. Other attributes pass to the dataset.
+
+    When every sample of the dataset has failed in this process and none has been read, a whole
+    pass found nothing readable: a `DataError` stops the run (the training stream is endless and
+    would otherwise skip forever). With loader workers each worker counts on its own, so it stops
+    once one worker has met every sample (later with more workers, but it does stop).
     """
 
     def __init__(self, dataset):
         self.dataset = dataset
         self.skipped: list[tuple[str, str]] = []
+        self._failed: set[int] = set()
+        self._any_read = False
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key):
+        index = int(key[0] if isinstance(key, tuple) else key)
         try:
-            return self.dataset[key]
+            sample = self.dataset[key]
         except DataError as e:
             path = e.path
             if path is None:
-                index = int(key[0] if isinstance(key, tuple) else key)
                 files = getattr(self.dataset, "files", None)
                 path = str(files[index][0]) if files else f"sample {index}"
             entry = (path, str(e))
             self.skipped.append(entry)
+            self._failed.add(index % max(len(self), 1))
+            if not self._any_read and len(self._failed) >= len(self):
+                raise DataError(
+                    f"no sample of the dataset could be read: all {len(self)} failed with "
+                    f"data.skip_bad_samples=true (first: {self.skipped[0][1]}); fix the files or check "
+                    f"data.root and the split",
+                    self.skipped[0][0],
+                ) from None
             return {"skipped": entry}
+        self._any_read = True
+        return sample
 
     def __getattr__(self, name):
         if name == "dataset":  # not set yet (e.g. while unpickling): avoid infinite recursion

@@ -255,9 +255,18 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config
     cfg = Config()
     for key, value in _flatten(data):
         _set(cfg, key, value, source)
+    recipe_dataset = cfg.data.name
+    option_overrides: list[tuple[str, Any]] = []
     for text in overrides or []:
         key, value = parse_override(text)
         _set(cfg, key, value, "the command line")
+        if key == "data.options" or key.startswith("data.options."):
+            option_overrides.append((key, value))
+    if cfg.data.name != recipe_dataset:
+        # the recipe's data.options belong to its dataset: keep only those given with the new name
+        cfg.data.options = {}
+        for key, value in option_overrides:
+            _set(cfg, key, value, "the command line")
     if not cfg.recipe:
         cfg.recipe = Path(name_or_path).stem
     _validate(cfg, source)

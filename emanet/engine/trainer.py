@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..capability import resolve_amp
+from ..data.preflight import preflight, unlabelled_split_message
 from .amp import autocast_context
 from .builders import (
     build_model,
@@ -70,6 +71,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir.checkpoints
         self.micro_batch = micro_batch_size(cfg, self.dist.world_size)
         torch.manual_seed(t.seed)
+        preflight(cfg)  # both splits and a spread of masks: bad data fails here, not after training
 
         self.train_set = build_train_set(cfg)
         self.num_classes = self.train_set.num_classes
@@ -224,6 +226,9 @@ class Trainer:
             sample_dir = self.run_dir.samples if (final and self.is_main) else None
             # the model, not the DDP wrapper: evaluation syncs nothing but the confusion matrix
             result = evaluate(self.model, loader, self.eval_settings, self.device, sample_dir)
+        unlabelled = unlabelled_split_message(result, self.cfg.data.val_split)
+        if unlabelled and self.is_main:
+            tqdm.write(f"warning: {unlabelled}")
         metrics = {k: result[k] for k in ("mIoU", "pixel_acc", "mean_acc")}
         self.run_dir.log({"type": "eval", "iter": iteration, **metrics})
         if final:
