@@ -1,4 +1,4 @@
-"""EMAU speed: the authors' formulation against ours, interleaved in one process.
+"""EMAU speed: the authors' formulation, our EMAU and the fused inference unit, interleaved.
 
 The authors' formulation is written out here from docs/method.md §2–3 (conv_in, permute, bmm,
 softmax over K, L1 over N, bmm, L2 over C, bmm reconstruction, ReLU, conv_out, BN, residual,
@@ -8,7 +8,7 @@ load drifts, so only ratios from the same process mean anything.
 
     python benchmarks/bench_emau.py                       # C=512 K=64 T=3, 65×65, batch 1, fp32
     python benchmarks/bench_emau.py --size 129 --batch 2 --rounds 10
-    python benchmarks/bench_emau.py --products            # + each product of the fast path alone
+    python benchmarks/bench_emau.py --products            # + each product of the fused unit alone
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from emanet import EMAU
+from emanet.capability import cpu_has_native_bf16, describe
 from emanet.fileio import write_json
-from emanet.nn.ema_fast import _mm_nt
+from emanet.inference.fused_ema import FusedEMAU, _mm_nt
 
 
 def authors_emau(unit: EMAU, x: torch.Tensor, num_iters: int) -> torch.Tensor:
@@ -71,7 +72,7 @@ def conv_variant_emau(unit: EMAU, x: torch.Tensor, num_iters: int) -> torch.Tens
 
 
 def time_products(channels: int, bases: int, size: int, rounds: int) -> list[dict]:
-    """Each product of the fast path (channels_last, batch 1) alone, repeated on the same
+    """Each product of the fused unit (channels_last, batch 1) alone, repeated on the same
     operands: what the unit's time would be made of if nothing else cost anything."""
     n = size * size
     feats = torch.randn(n, channels)  # (N, C) rows, as channels_last gives them
@@ -104,14 +105,6 @@ def time_products(channels: int, bases: int, size: int, rounds: int) -> list[dic
     return rows
 
 
-def _ours(unit: EMAU, fast: bool):
-    def run(x):
-        unit.use_fast_path = fast
-        return unit(x)
-
-    return run
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--channels", type=int, default=512)
@@ -123,8 +116,10 @@ def main(argv=None) -> dict:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--channels-last", action="store_true", help="also time ours on channels_last input")
     p.add_argument("--conv-variant", action="store_true", help="also time the 1×1-conv formulation")
-    p.add_argument("--bf16", action="store_true", help="also time ours under CPU autocast bf16")
-    p.add_argument("--products", action="store_true", help="also time each product of the fast path alone")
+    p.add_argument(
+        "--bf16", action="store_true", help="also time the fused unit in bf16 (native only)"
+    )
+    p.add_argument("--products", action="store_true", help="also time each product of the fused unit alone")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
@@ -133,28 +128,30 @@ def main(argv=None) -> dict:
 
     torch.manual_seed(0)
     unit = EMAU(args.channels, num_bases=args.bases, num_iters=args.iters).eval()
+    fused = FusedEMAU(unit)
     x = torch.randn(args.batch, args.channels, args.size, args.size).relu()
     variants = {
         "authors (bmm)": lambda x: authors_emau(unit, x, args.iters),
-        "ours, reference path": _ours(unit, False),
-        "ours, fast path": _ours(unit, True),
+        "EMAU": unit,
+        "FusedEMAU": fused,
     }
     inputs = dict.fromkeys(variants, x)
     if args.conv_variant and args.batch == 1:
         variants["1×1-conv variant"] = lambda x: conv_variant_emau(unit, x, args.iters)
         inputs["1×1-conv variant"] = x
     if args.channels_last:
-        variants["ours, fast path, channels_last"] = _ours(unit, True)
-        inputs["ours, fast path, channels_last"] = x.contiguous(memory_format=torch.channels_last)
-    if args.bf16:
-        fast = _ours(unit, True)
+        variants["FusedEMAU, channels_last"] = fused
+        inputs["FusedEMAU, channels_last"] = x.contiguous(memory_format=torch.channels_last)
+    if args.bf16 and not cpu_has_native_bf16():
+        print("--bf16 left out: this CPU has no native bf16 (it would be emulated, far slower)")
+    elif args.bf16:
 
         def bf16(x):
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                return fast(x)
+                return fused(x)
 
-        variants["ours, fast path, bf16 autocast"] = bf16
-        inputs["ours, fast path, bf16 autocast"] = x
+        variants["FusedEMAU, bf16 autocast"] = bf16
+        inputs["FusedEMAU, bf16 autocast"] = x
 
     with torch.inference_mode():
         reference = variants["authors (bmm)"](x.clone())
@@ -173,6 +170,7 @@ def main(argv=None) -> dict:
 
     base = statistics.median(times["authors (bmm)"])
     rows = []
+    print(describe())
     print(
         f"EMAU C={args.channels} K={args.bases} T={args.iters} {args.size}×{args.size} "
         f"batch {args.batch} eval, "
@@ -195,7 +193,7 @@ def main(argv=None) -> dict:
             f"{name:34s} {med * 1e3:10.2f} {min(ts) * 1e3:7.2f}–{max(ts) * 1e3:<8.2f} {base / med:8.2f}× "
             f"{errors[name]:10.2e}"
         )
-    result = {"config": vars(args), "rows": rows}
+    result = {"config": vars(args), "machine": describe(), "rows": rows}
     if args.products:
         with torch.inference_mode():
             result["products"] = time_products(args.channels, args.bases, args.size, args.rounds)

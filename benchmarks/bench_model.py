@@ -1,17 +1,21 @@
-"""Whole-model inference speed: plain eager fp32 against the fast paths, interleaved.
+"""Whole-model inference speed: plain eager fp32 against every faster option, interleaved.
 
-Variants (same weights, batch 1, eval):
-- "eager fp32, reference EM": the model with `EMAU.use_fast_path = False` (the code before
-  the fast EM core; the baseline of the targets);
-- "eager fp32": the model as created (fast EM core on by default);
-- "optimized fp32": `optimize_for_inference(model)` (conv–BN folding, channels_last);
-- "optimized bf16": the same under CPU autocast bf16;
-- "compiled fp32" and "compiled bf16" with --compile (`optimize_for_inference(..., compile=True)`:
-  torch.compile with Inductor freezing; the first call compiles and is excluded).
+Variants (same weights, batch 1, eval, one process):
+- "eager fp32": the model as created (the baseline);
+- "optimized fp32": `optimize_for_inference(model)` (BN folding, fused EM unit, channels_last,
+  packed oneDNN convs, Winograd 3×3 convs);
+- "optimized fp32, no Winograd": the same with `winograd=False`;
+- "optimized bf16": bf16 autocast, only where the CPU has native bf16 (`emanet.capability`;
+  elsewhere bf16 is emulated and far slower, and the row says so instead of timing it);
+- "compiled fp32" / "compiled bf16" with --compile (torch.compile with Inductor freezing; the
+  first call compiles and is excluded);
+- "onnxruntime fp32" with --onnx: the ONNX export run in onnxruntime's CPU provider (what a CPU
+  user might pick instead).
 Rounds run every variant once, in turn; medians and ratios to the baseline are printed, plus
-the relative L2 error and argmax agreement of each variant's logits against the baseline.
+the relative L2 error and argmax agreement of each variant's logits against the baseline, and
+the capability line of the machine.
 
-    python benchmarks/bench_model.py --model emanet_r101 --size 513 --rounds 5
+    python benchmarks/bench_model.py --model emanet_r101 --size 513 --rounds 5 --compile --onnx
 """
 
 from __future__ import annotations
@@ -19,19 +23,35 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 import emanet
+from emanet.capability import cpu_has_native_bf16, describe
 from emanet.fileio import write_json
-from emanet.nn import EMAU
 from emanet.inference.optimize import argmax_agreement
 
 
-def _set_fast_em(model, enabled: bool) -> None:
-    for m in model.modules():
-        if isinstance(m, EMAU):
-            m.use_fast_path = enabled
+def _onnxruntime_runner(model, size: int):
+    """The model exported to ONNX (fixed size) and run by onnxruntime's CPU provider."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from emanet.export import export_onnx
+
+    path = Path(tempfile.mkdtemp()) / "model.onnx"
+    export_onnx(model, path, sample_size=(size, size), dynamic=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(images):
+        return torch.from_numpy(session.run(None, {name: images.numpy()})[0])
+
+    return run
 
 
 def _randomise_bn(model, seed: int = 0) -> None:
@@ -51,7 +71,8 @@ def main(argv=None) -> dict:
     p.add_argument("--size", type=int, default=513)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--compile", action="store_true", help="add torch.compile fp32 and bf16 variants")
+    p.add_argument("--compile", action="store_true", help="add torch.compile variants")
+    p.add_argument("--onnx", action="store_true", help="add the ONNX export run in onnxruntime")
     p.add_argument(
         "--bn-stats",
         choices=("random", "default"),
@@ -75,23 +96,24 @@ def main(argv=None) -> dict:
             _randomise_bn(model)
     x = torch.randn(1, 3, args.size, args.size)
 
-    def eager(fast_em: bool):
-        def run(images):
-            _set_fast_em(model, fast_em)
-            with torch.inference_mode():
-                return model(images)
+    def eager(images):
+        with torch.inference_mode():
+            return model(images)
 
-        return run
-
+    bf16 = cpu_has_native_bf16()
     variants = {
-        "eager fp32, reference EM": eager(False),
-        "eager fp32": eager(True),
+        "eager fp32": eager,
         "optimized fp32": emanet.optimize_for_inference(model, "fp32"),
-        "optimized bf16": emanet.optimize_for_inference(model, "bf16"),
+        "optimized fp32, no Winograd": emanet.optimize_for_inference(model, "fp32", winograd=False),
     }
+    if bf16:
+        variants["optimized bf16"] = emanet.optimize_for_inference(model, "bf16")
     if args.compile:
         variants["compiled fp32"] = emanet.optimize_for_inference(model, "fp32", compile=True)
-        variants["compiled bf16"] = emanet.optimize_for_inference(model, "bf16", compile=True)
+        if bf16:
+            variants["compiled bf16"] = emanet.optimize_for_inference(model, "bf16", compile=True)
+    if args.onnx:
+        variants["onnxruntime fp32"] = _onnxruntime_runner(model, args.size)
     for name in args.skip:
         variants.pop(name, None)
 
@@ -111,10 +133,13 @@ def main(argv=None) -> dict:
 
     want = outputs[base_name]
     base = statistics.median(times[base_name])
+    print(describe())
     print(
         f"{args.model} 1×3×{args.size}×{args.size}, {torch.get_num_threads()} threads, "
         f"{args.rounds} interleaved rounds after {args.warmup} warm-up"
     )
+    if not bf16:
+        print("bf16 rows left out: this CPU has no native bf16 (it would be emulated, far slower)")
     header = f"{'variant':26s} {'median s':>9s} {'min–max s':>13s} "
     header += f"{'speed-up':>9s} {'rel L2':>9s} {'argmax':>8s}"
     print(header)
@@ -137,7 +162,7 @@ def main(argv=None) -> dict:
             f"{name:26s} {med:9.3f} {min(ts):6.3f}–{max(ts):<6.3f} {base / med:8.2f}× "
             f"{row['rel_l2']:9.1e} {row['argmax_agreement']:8.4f}"
         )
-    result = {"config": vars(args), "rows": rows}
+    result = {"config": vars(args), "machine": describe(), "rows": rows}
     if args.json:
         write_json(args.json, result)
     return result

@@ -43,7 +43,7 @@ def configure(parser) -> None:
 def run(args) -> int:
     import torch
 
-    from .. import bench
+    from .. import bench, bench_output
     from ..fileio import write_json
 
     if args.threads:
@@ -86,12 +86,12 @@ def run(args) -> int:
             f", optimized {args.precision}" if args.precision else ""
         )
     print(title)
-    print(bench.format_table(kind, rows))
+    print(bench_output.format_table(kind, rows))
     result = {"kind": kind, "title": title, "machine": bench.machine_info(args.device), "rows": rows}
     if args.json:
         write_json(args.json, result)
         print(f"wrote {args.json}")
     if args.plot:
-        bench.plot_results(kind, rows, args.plot, title)
+        bench_output.plot_results(kind, rows, args.plot, title)
         print(f"wrote {args.plot}")
     return 0

@@ -10,7 +10,7 @@ Key names match timm/torchvision (`conv1` Sequential for deep stems, `bn1`, `lay
 
 Output stride: once the running stride reaches `output_stride`, a layer's stride turns into
 dilation (×2 per layer). The first block of a dilated layer uses half the layer's dilation
-("contracted"), and layer4's later blocks multiply it by the multi-grid (METHOD.md §4): at OS8
+("contracted"), and layer4's later blocks multiply it by the multi-grid (docs/method.md §4.1): at OS8
 with multi_grid (1, 2, 4) layer3 dilations are 1, 2, 2, ... and layer4 2, 8, 16; at OS16
 layer4 is 1, 4, 8. Blocks put the stride on the 3×3 conv (torchvision "v1.5").
 """
