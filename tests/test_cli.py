@@ -65,6 +65,7 @@ def _error_line(capsys) -> str:
     return err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAKE_LAYOUTS)
 def test_each_layout_trains_and_evaluates(name, tmp_path, capsys):
     root = write_fake_dataset(name, tmp_path / "data", num_images=2, size=(36, 44))
@@ -96,6 +97,7 @@ def test_each_layout_trains_and_evaluates(name, tmp_path, capsys):
     assert again["confusion_matrix"] == result["confusion_matrix"]  # same model, same data
 
 
+@pytest.mark.slow
 def test_train_eval_predict_attention(tmp_path, capsys):
     root = write_fake_dataset("folder", tmp_path / "data", num_images=2, size=(40, 40))
     run = tmp_path / "run"
@@ -226,6 +228,7 @@ def test_unknown_config_key(capsys):
     assert "did you mean 'train.lr'" in _error_line(capsys)
 
 
+@pytest.mark.slow
 def test_skip_bad_samples_through_cli(tmp_path, capsys):
     root = _folder(tmp_path, n=3)
     image = _first(root, "images")
@@ -236,6 +239,7 @@ def test_skip_bad_samples_through_cli(tmp_path, capsys):
     assert image.name in (tmp_path / "run" / "skipped.txt").read_text()
 
 
+@pytest.mark.slow
 def test_resume_followed_by_override(tmp_path, capsys):
     root = _folder(tmp_path)
     args = _train_args("folder", root, tmp_path / "run", iters=2) + ["train.log_every=1"]

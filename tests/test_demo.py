@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from emanet.demo import DEMO_MODELS, run_demo
+
+# The slow tier: `make test` runs it, `make test-fast` (-m "not slow") does not.
+pytestmark = pytest.mark.slow
 
 
 def test_demo_writes_table_pictures_and_report(tmp_path, capsys):

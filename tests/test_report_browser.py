@@ -31,6 +31,10 @@ from pathlib import Path
 
 import pytest
 
+# The slow tier: `make test` runs it, `make test-fast` (-m "not slow") does not.
+pytestmark = pytest.mark.slow
+
+
 # test_report (the run-directory fixtures) sits next to this file; importable under any import mode
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))

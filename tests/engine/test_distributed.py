@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -13,6 +14,9 @@ from conftest import tiny_overrides
 from emanet.engine.config import load_config
 from emanet.engine.distributed import CPUSyncBatchNorm, convert_sync_batchnorm
 from emanet.engine.trainer import Trainer
+
+# The slow tier: `make test` runs it, `make test-fast` (-m "not slow") does not.
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

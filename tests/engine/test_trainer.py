@@ -14,6 +14,9 @@ from emanet.engine.checkpoint import list_checkpoints, load_checkpoint
 from emanet.engine.config import load_config
 from emanet.engine.trainer import Trainer, TrainingDiverged
 
+# The slow tier: `make test` runs it, `make test-fast` (-m "not slow") does not.
+pytestmark = pytest.mark.slow
+
 
 def _states_equal(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()

@@ -105,6 +105,7 @@ def test_fp32_winograd_convs_keep_logits():
     assert _rel_l2(plain(images), want) < 1e-4
 
 
+@pytest.mark.slow
 def test_compiled_fp32_matches_plain_model(images):
     """compile=True (Inductor with freezing: folded, prepacked weights, fused convs) keeps the
     fp32 logits; the original model keeps its weights (freezing works on the copy)."""

@@ -11,6 +11,9 @@ import torch.multiprocessing as mp
 
 from emanet import EMAU
 
+# The slow tier: `make test` runs it, `make test-fast` (-m "not slow") does not.
+pytestmark = pytest.mark.slow
+
 
 def _make_unit():
     torch.manual_seed(0)
