@@ -33,6 +33,7 @@ _COMMON_DEFAULTS = {
     "multi_grid": (1, 2, 4),
     "contract_dilation": True,
     "in_channels": 3,
+    "widths": (64, 128, 256, 512),
     "aux_head": False,
     "align_corners": True,
 }
@@ -77,6 +78,7 @@ def build_segmentor(head: str, depth: int, num_classes: int, name: str | None = 
         multi_grid=tuple(multi_grid) if multi_grid else None,
         contract_dilation=common["contract_dilation"],
         in_channels=common["in_channels"],
+        widths=tuple(common["widths"]),
     )
     if head == "aspp" and "rates" not in options:
         # DeepLabV3 rates are set for output stride 16 (6, 12, 18) and doubled at 8.

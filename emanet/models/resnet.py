@@ -128,6 +128,8 @@ class ResNet(nn.Module):
             only when layer4 is dilated. None disables it.
         contract_dilation: first block of a dilated layer uses half the dilation (authors, mmseg).
         in_channels: image channels.
+        widths: the four stages' base widths (timm's `channels`); (64, 128, 256, 512) is every
+            published ResNet. Narrower stages make small, fast models (the CPU demo).
         norm_layer: BatchNorm2d (converted to SyncBatchNorm for DDP by the trainer).
 
     Shapes:
@@ -143,6 +145,7 @@ class ResNet(nn.Module):
         multi_grid: Sequence[int] | None = (1, 2, 4),
         contract_dilation: bool = True,
         in_channels: int = 3,
+        widths: Sequence[int] = (64, 128, 256, 512),
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
@@ -154,6 +157,8 @@ class ResNet(nn.Module):
             raise ValueError(
                 f"ResNet output_stride={output_stride!r} is not valid; choose one of {OUTPUT_STRIDES}"
             )
+        if len(widths) != 4 or not all(isinstance(w, int) and w >= 1 for w in widths):
+            raise ValueError(f"ResNet widths={widths!r} is not valid; give four integers >= 1, one per stage")
         kind, layers = DEPTHS[depth]
         block = BasicBlock if kind == "basic" else Bottleneck
         self.depth, self.stem_type, self.output_stride = depth, stem, output_stride
@@ -167,7 +172,7 @@ class ResNet(nn.Module):
         self.feature_info = []
         inplanes, stride_so_far, dilation = stem_channels, 4, 1
         self.dilations: list[list[int]] = []
-        for i, (planes, num_blocks) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
+        for i, (planes, num_blocks) in enumerate(zip(widths, layers, strict=True)):
             stride = 1 if i == 0 else 2
             if stride_so_far * stride > output_stride:
                 dilation *= stride

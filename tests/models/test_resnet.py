@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import emanet
 from emanet.models.resnet import ResNet, block_dilations
 
 
@@ -107,3 +108,14 @@ def test_blocks_same_without_autograd_and_input_kept(depth):
         got = model(x)
     assert torch.equal(x, x_before)
     assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+def test_widths_set_every_stage_and_the_head_input():
+    net = ResNet(depth=18, stem="deep_v1c", widths=(8, 16, 24, 32))
+    feats = net(torch.randn(1, 3, 33, 33))
+    assert [f.shape[1] for f in feats] == [8, 16, 24, 32]
+    assert [i["num_chs"] for i in net.feature_info] == [8, 16, 24, 32]
+    model = emanet.create_model("emanet_r18", 3, widths=(8, 16, 24, 32), ema_channels=16, channels=8)
+    assert model(torch.randn(1, 3, 33, 33)).shape == (1, 3, 33, 33)
+    with pytest.raises(ValueError, match=r"widths=\(8, 16\) is not valid"):
+        ResNet(depth=18, widths=(8, 16))
