@@ -69,12 +69,14 @@ class RunLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            # the torchrun job: its restarts (maybe with rank 0 on another node) take the lock over
+            "job": os.environ.get("TORCHELASTIC_RUN_ID"),
         }
         for _ in range(3):  # a stale lock removed between our checks: try again
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                self._take_over_if_stale(info["host"])
+                self._take_over_if_stale(info["host"], info["job"])
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(info) + "\n")
@@ -82,9 +84,11 @@ class RunLock:
             return
         raise RunLocked(f"could not create {self.path}; another run keeps taking it")
 
-    def _take_over_if_stale(self, host: str) -> None:
+    def _take_over_if_stale(self, host: str, job: str | None) -> None:
         other = self._read()
         pid, other_host = other.get("pid"), other.get("host")
+        if job is not None and other.get("job") == job:
+            pid = os.getpid()  # an earlier attempt of this same torchrun job: ours
         owner = f"pid {pid} on {other_host}, started {other.get('started', '?')}"
         if isinstance(pid, int) and other_host == host and pid != os.getpid() and pid_alive(pid):
             raise RunLocked(
