@@ -1,8 +1,8 @@
 """The `emanet` command.
 
 Each subcommand is a module in `emanet/commands/` with `configure(parser)` and `run(args)`;
-this file only builds the parser (importing a command's module lazily, when it runs) and turns
-errors into one line (`--debug` shows the traceback).
+this file only builds the parser and turns errors into one line (`--debug` shows the traceback).
+Command modules import torch inside `run` only, so `--help` and `--version` stay fast.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from ._version import __version__
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Expectation-Maximization Attention Networks for semantic segmentation.",
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("--version", action="version", version=f"emanet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"emanet.commands.{module_name}")

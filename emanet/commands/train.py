@@ -2,7 +2,10 @@
 
 
 def configure(parser) -> None:
-    parser.add_argument("config", help="a shipped recipe name (see --list) or a YAML file")
+    parser.add_argument(
+        "config", nargs="?", default=None, help="a shipped recipe name (see --list) or a YAML file"
+    )
+    parser.add_argument("--list", action="store_true", help="list the shipped recipes and exit")
     parser.add_argument(
         "overrides", nargs="*", help="key=value, e.g. train.iters=100 data.root=/data/VOC2012"
     )
@@ -21,15 +24,25 @@ def run(args) -> int:
 
     from ..engine.config import load_config
     from ..engine.distributed import cleanup_distributed
-    from ..engine.trainer import Trainer
+    from ..engine.trainer import Trainer, TrainingStopped
 
+    if args.list:
+        from ..engine.config import list_recipes
+
+        print("\n".join(list_recipes()))
+        return 0
+    if args.config is None:
+        raise ValueError("emanet train needs a CONFIG: a recipe name (emanet train --list) or a YAML file")
     overrides, resume = list(args.overrides), args.resume
     if isinstance(resume, str) and "=" in resume and not Path(resume).exists():
         overrides, resume = [*overrides, resume], True  # `--resume key=value`: a bare --resume
     cfg = load_config(args.config, overrides)
     try:
         trainer = Trainer(cfg, resume=resume, progress=not args.no_progress)
-        result = trainer.fit()
+        try:
+            result = trainer.fit()
+        except TrainingStopped as e:
+            return e.exit_code  # the trainer printed where it stopped and how to resume
         if trainer.is_main:
             print(
                 f"{cfg.model.name}: mIoU {100 * result['mIoU']:.2f}  "

@@ -22,6 +22,7 @@ from ..data import (
 from ..models import create_model
 from .config import Config
 from .distributed import convert_sync_batchnorm
+from .stop import ignore_stop_signals
 
 __all__ = [
     "resolve_device",
@@ -128,6 +129,7 @@ def build_train_loader(
         batch_size=micro_batch,
         sampler=sampler,
         num_workers=cfg.data.num_workers,
+        worker_init_fn=ignore_stop_signals,  # a stop signal is the main process's to handle
         collate_fn=collate_skip,
         persistent_workers=cfg.data.num_workers > 0,
         generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
@@ -153,6 +155,7 @@ def build_val_loader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[D
         Subset(dataset, indices),
         batch_size=cfg.eval.batch_size,
         num_workers=min(data.num_workers, 2),
+        worker_init_fn=ignore_stop_signals,
         collate_fn=collate_skip,
     )
     return dataset, loader

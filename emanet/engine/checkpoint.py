@@ -12,6 +12,7 @@ import torch
 
 from ..fileio import atomic_write
 from ..models.weights import read_checkpoint
+from .storage import CheckpointWriteError, check_free_space, write_error_cause
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints"]
 
@@ -33,10 +34,29 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 
 def save_checkpoint(state: dict[str, Any], directory: str | Path, iteration: int, keep: int = 3) -> Path:
-    """Write `directory/iter_{iteration:07d}.pt` atomically, then drop all but the last `keep`."""
-    path = Path(directory) / f"iter_{iteration:07d}.pt"
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+    """Write `directory/iter_{iteration:07d}.pt` atomically, then drop all but the last `keep`.
+
+    Raises:
+        CheckpointWriteError: not enough free space for a checkpoint the size of the last one,
+            or the write failed; the message names the file and the cause, the partial file is
+            removed and every earlier checkpoint is kept.
+    """
+    directory = Path(directory)
+    path = directory / f"iter_{iteration:07d}.pt"
+    directory.mkdir(parents=True, exist_ok=True)
+    earlier = list_checkpoints(directory)
+    if earlier:
+        check_free_space(directory, earlier[-1].stat().st_size, f"checkpoint {path}")
+    try:
+        # through a Python file object, so that a full disk surfaces as OSError(ENOSPC)
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
+            torch.save(state, f)
+    except (OSError, RuntimeError) as e:
+        kept = f"the earlier checkpoint {earlier[-1].name} is intact" if earlier else "no earlier checkpoint"
+        raise CheckpointWriteError(
+            f"could not write checkpoint {path}: {write_error_cause(e, directory)}; the partial file "
+            f"was removed and {kept}; free space or fix the directory, then resume with --resume"
+        ) from e
     if keep > 0:
         for old in list_checkpoints(directory)[:-keep]:
             old.unlink(missing_ok=True)

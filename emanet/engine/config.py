@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .config_checks import config_problems
 
 __all__ = [
     "Config",
@@ -199,12 +200,9 @@ def _validate(cfg: Config, source: str) -> None:
         value = getattr(getattr(cfg, section), name)
         if value not in choices:
             raise ConfigError(f"{key}={value!r} in {source} is not valid; choose one of {', '.join(choices)}")
-    positive = ["train.iters", "train.batch_size", "train.accumulate", "train.lr_update_every"]
-    for key in positive:
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key}={value!r} in {source} is not valid; it must be an integer >= 1")
+    problems = config_problems(cfg)
+    if problems:
+        raise ConfigError(f"invalid config ({source} and the command line): " + " | ".join(problems))
 
 
 def list_recipes() -> list[str]:

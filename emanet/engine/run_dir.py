@@ -6,7 +6,8 @@
     run.write_eval(result, palette)                   # eval.json
     run.close()
 
-Layout: config.yaml (resolved), env.json, metrics.jsonl (one JSON record a line),
+Layout: config.yaml (resolved), env.json, metrics.jsonl (one JSON record a line), train.log
+(the lines `say` printed, time-stamped), run.lock (while a run is live, see `RunLock`),
 eval.json, skipped.txt, optional tensorboard/; the trainer adds checkpoints/ and samples/.
 Only the main process writes (`enabled`); on other ranks every method does nothing.
 """
@@ -22,8 +23,9 @@ from typing import Any
 
 import torch
 import yaml
+from tqdm import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..capability import cpu_description, cpu_has_native_bf16
 from ..fileio import atomic_write, write_json
 from .config import Config, config_to_dict
@@ -83,7 +85,18 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.samples = self.path / "samples"
         self.metrics = self.path / "metrics.jsonl"
+        self.log_file = self.path / "train.log"
         self.tensorboard = None
+
+    def say(self, line: str) -> None:
+        """Print `line` (above a progress bar, if any) and append it to train.log."""
+        if not self.enabled:
+            return
+        tqdm.write(line)
+        self.path.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
+        with open(self.log_file, "a") as f:
+            f.write(f"{stamp}  {line}\n")
 
     def open(self, cfg: Config, device: torch.device, world_size: int, start_iter: int) -> None:
         """Write config.yaml and env.json, start metrics.jsonl and, with `train.tensorboard`,

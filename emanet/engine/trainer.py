@@ -8,12 +8,18 @@ Like detectron2's SimpleTrainer: the pieces come from `builders`, the files go t
 Run directory (`cfg.output_dir`): see `RunDir`, plus checkpoints/iter_*.pt (atomic, last k
 kept) and samples/*.npz. `resume=True` continues bit-identically from the latest checkpoint:
 model (EM bases included), optimizer, iteration, RNG state and data order.
+
+Surviving (issue 18): `run.lock` keeps a second run out of the directory; SIGTERM/SIGINT finish
+the step, write a checkpoint and raise `TrainingStopped` (exit 128 + signum); a failed write
+names the file and the cause; a torchrun restart resumes by itself; a dead rank is named.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +28,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..capability import resolve_amp
 from ..data.preflight import preflight, unlabelled_split_message
 from .amp import autocast_context
@@ -37,13 +43,16 @@ from .builders import (
 )
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import Config, config_to_dict
-from .distributed import all_reduce_sum, init_distributed
+from .distributed import all_reduce_sum, init_distributed, is_dist
 from .evaluate import EvalSettings, evaluate
 from .losses import build_loss
+from .resume_check import check_resumable
 from .run_dir import RunDir
+from .run_guard import RankLost, announce_rank, elastic_restart, lock_run_dir, lost_rank_message
 from .schedule import build_optimizer, poly_lr
+from .stop import StopRequest, TrainingStopped
 
-__all__ = ["Trainer", "TrainingDiverged"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainingStopped", "RankLost"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,6 +78,19 @@ class Trainer:
         self.progress = progress and self.is_main
         self.run_dir = RunDir(cfg.output_dir, enabled=self.is_main)
         self.ckpt_dir = self.run_dir.checkpoints
+        # first, before any work: a second live run in this directory is refused here
+        self.lock, leftovers = lock_run_dir(self.run_dir.path, self.ckpt_dir, self.dist)
+        if leftovers:
+            self.run_dir.say(leftovers)
+        try:
+            self._build(cfg, resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, cfg: Config, resume: bool | str) -> None:
+        t = cfg.train
+        announce_rank(self.dist)
         self.micro_batch = micro_batch_size(cfg, self.dist.world_size)
         torch.manual_seed(t.seed)
         preflight(cfg)  # both splits and a spread of masks: bad data fails here, not after training
@@ -90,10 +112,12 @@ class Trainer:
             self.device.type, enabled=resolve_amp(t.amp, self.device) == "fp16"
         )
         self.start_iter = 0
+        self.time_offset = 0.0  # training seconds before this process (a resumed run)
+        self._clock_start: float | None = None
         self.skipped: list[tuple[str, str]] = []
-        checkpoint = self._find_resume(resume)
+        checkpoint, path = self._find_resume(resume)
         if checkpoint is not None:
-            self._load_state(checkpoint)
+            self._load_state(checkpoint, path)
         elif latest_checkpoint(self.ckpt_dir) is not None:
             raise ValueError(
                 f"{self.run_dir.path} already holds checkpoints of an earlier run "
@@ -102,12 +126,30 @@ class Trainer:
             )
         self.ddp = wrap_ddp(self.model, self.device, self.dist.world_size)
 
+    def close(self) -> None:
+        """Release the run directory (also done when `fit` ends, however it ends)."""
+        if self.lock is not None:
+            self.lock.release()
+
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to `train.iters`, evaluate, return the metrics (see `evaluate`).
 
         `stop_at` ends the run after that iteration without evaluating, as an interruption
-        would (the checkpoints written so far stay); `resume=True` continues it."""
+        would (the checkpoints written so far stay); `resume=True` continues it.
+
+        Raises:
+            TrainingStopped: SIGTERM or SIGINT; the checkpoint of the last finished iteration
+                was written.
+            RankLost: another rank died (under torchrun without restarts).
+        """
+        try:
+            with StopRequest() as stop:
+                return self._fit(stop, stop_at)
+        finally:
+            self.close()
+
+    def _fit(self, stop: StopRequest, stop_at: int | None) -> dict[str, Any]:
         cfg, t = self.cfg, self.cfg.train
         self.run_dir.open(cfg, self.device, self.dist.world_size, self.start_iter)
         loader = build_train_loader(
@@ -115,7 +157,8 @@ class Trainer:
         )
         batches = iter(loader)
         self.model.train()
-        start_time = time.perf_counter()
+        start_time = time.perf_counter() - self.time_offset  # `time` continues over resumes
+        self._clock_start = start_time
         bar = tqdm(
             total=t.iters,
             initial=self.start_iter,
@@ -125,21 +168,35 @@ class Trainer:
         )
         for it in range(self.start_iter, t.iters):
             lr = self._set_lr(it)
-            loss, aux_loss = self._step(batches)
-            self._stop_if_diverged(loss, aux_loss, it, lr)
+            try:
+                loss, aux_loss = self._step(batches)
+                self._stop_if_diverged(loss, aux_loss, it, lr)
+            except RuntimeError as e:
+                if not is_dist() or isinstance(e, TrainingDiverged):
+                    raise
+                raise RankLost(lost_rank_message(self.dist, it, e, latest_checkpoint(self.ckpt_dir))) from e
             self.scaler.step(self.optimizer)
             self.scaler.update()
             done = it + 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
             if done % t.log_every == 0 or done == t.iters:
-                elapsed = time.perf_counter() - start_time
+                elapsed = self._elapsed()
                 record = {"type": "train", "iter": done, "loss": loss, "lr": lr, "time": elapsed}
                 if aux_loss:
                     record["aux_loss"] = aux_loss
                 self.run_dir.log(record)
-            if t.checkpoint_every and (done % t.checkpoint_every == 0 or done == t.iters) and self.is_main:
-                save_checkpoint(self.state_dict(done), self.ckpt_dir, done, keep=t.keep_checkpoints)
+                aux_text = f"  aux {aux_loss:.4f}" if aux_loss else ""
+                self.run_dir.say(
+                    f"iter {done}/{t.iters}  loss {loss:.4f}{aux_text}  lr {lr:.3e}  time {elapsed:.1f}s"
+                )
+            saved = t.checkpoint_every and (done % t.checkpoint_every == 0 or done == t.iters)
+            if saved:
+                self._save(done)
+            signum = stop.agreed()  # every rank, every iteration: all stop after the same one
+            if signum:
+                bar.close()
+                raise TrainingStopped(signum, self._stopped(done, signum, saved))
             if t.eval_every and done % t.eval_every == 0 and done != t.iters:
                 self._evaluate(done, final=False)
             if stop_at is not None and done >= stop_at:
@@ -154,6 +211,31 @@ class Trainer:
             print(f"{len(self.skipped)} bad samples were skipped; the list is in {skipped_file}")
         self.run_dir.close()
         return result
+
+    def _elapsed(self) -> float:
+        """Training seconds so far, those of the runs this one resumed included."""
+        return self.time_offset if self._clock_start is None else time.perf_counter() - self._clock_start
+
+    def _save(self, done: int) -> None:
+        if self.is_main:
+            save_checkpoint(self.state_dict(done), self.ckpt_dir, done, keep=self.cfg.train.keep_checkpoints)
+
+    def _stopped(self, done: int, signum: int, saved: bool) -> str:
+        """Write the checkpoint of iteration `done` (unless just written); the resume line."""
+        if not saved:
+            self._save(done)
+        run = self.run_dir.path
+        launcher = "emanet train"
+        if self.dist.world_size > 1:
+            nproc = os.environ.get("LOCAL_WORLD_SIZE", str(self.dist.world_size))
+            launcher = f"torchrun --nproc-per-node {nproc} -m emanet train"
+        name = signal.Signals(signum).name
+        message = (
+            f"{name}: stopped after iteration {done}/{self.cfg.train.iters}, checkpoint "
+            f"{self.ckpt_dir / f'iter_{done:07d}.pt'}; resume with: {launcher} {run / 'config.yaml'} --resume"
+        )
+        self.run_dir.say(message)
+        return message
 
     def _set_lr(self, iteration: int) -> float:
         t = self.cfg.train
@@ -252,24 +334,34 @@ class Trainer:
             "class_names": self.class_names,
             "palette": self.palette,
             "emanet_version": __version__,
+            "time": self._elapsed(),
         }
 
-    def _find_resume(self, resume: bool | str) -> dict[str, Any] | None:
+    def _find_resume(self, resume: bool | str) -> tuple[dict[str, Any] | None, Path | None]:
+        if not resume and elastic_restart() and latest_checkpoint(self.ckpt_dir) is not None:
+            # torchrun --max-restarts restarted the job after a rank died: continue it
+            resume = True
         if not resume:
-            return None
+            return None, None
         path = latest_checkpoint(self.ckpt_dir) if resume is True else Path(resume)
         if path is None:
+            if elastic_restart():
+                return None, None  # restarted before the first checkpoint: start over
             raise FileNotFoundError(
                 f"--resume: no checkpoint iter_*.pt in {self.ckpt_dir}; start without --resume"
             )
-        return load_checkpoint(path)
+        return load_checkpoint(path), path
 
-    def _load_state(self, ckpt: dict[str, Any]) -> None:
+    def _load_state(self, ckpt: dict[str, Any], path: Path) -> None:
+        check_resumable(ckpt, path, self.model.config, self.class_names, self.model.state_dict())
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.start_iter = int(ckpt["iteration"])
+        self.time_offset = float(ckpt.get("time", 0.0))
+        restart = f", torchrun restart {elastic_restart()}" if elastic_restart() else ""
+        self.run_dir.say(f"resumed from iter {self.start_iter} ({path}{restart})")
         torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)

@@ -49,7 +49,7 @@ def render_report(run_dir: str | Path, max_samples: int = 6) -> str:
             content = _note(f"This section could not be drawn: {type(e).__name__}: {e}", "error")
         heading = "" if anchor == "overview" else f"<h2>{_esc(title)}</h2>"
         body.append(f'<section id="{anchor}">{heading}{content}</section>')
-    from .. import __version__
+    from .._version import __version__
 
     nav = "".join(f'<a href="#{a}">{_esc(t)}</a>' for a, t, _ in _SECTIONS[1:])
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
