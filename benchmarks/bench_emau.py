@@ -116,9 +116,7 @@ def main(argv=None) -> dict:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--channels-last", action="store_true", help="also time ours on channels_last input")
     p.add_argument("--conv-variant", action="store_true", help="also time the 1×1-conv formulation")
-    p.add_argument(
-        "--bf16", action="store_true", help="also time the fused unit in bf16 (native only)"
-    )
+    p.add_argument("--bf16", action="store_true", help="also time the fused unit in bf16 (native only)")
     p.add_argument("--products", action="store_true", help="also time each product of the fused unit alone")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--json", default=None, help="write the results here")

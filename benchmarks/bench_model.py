@@ -3,8 +3,7 @@
 Variants (same weights, batch 1, eval, one process):
 - "eager fp32": the model as created (the baseline);
 - "optimized fp32": `optimize_for_inference(model)` (BN folding, fused EM unit, channels_last,
-  packed oneDNN convs, Winograd 3×3 convs);
-- "optimized fp32, no Winograd": the same with `winograd=False`;
+  packed oneDNN convs);
 - "optimized bf16": bf16 autocast, only where the CPU has native bf16 (`emanet.capability`;
   elsewhere bf16 is emulated and far slower, and the row says so instead of timing it);
 - "compiled fp32" / "compiled bf16" with --compile (torch.compile with Inductor freezing; the
@@ -104,7 +103,6 @@ def main(argv=None) -> dict:
     variants = {
         "eager fp32": eager,
         "optimized fp32": emanet.optimize_for_inference(model, "fp32"),
-        "optimized fp32, no Winograd": emanet.optimize_for_inference(model, "fp32", winograd=False),
     }
     if bf16:
         variants["optimized bf16"] = emanet.optimize_for_inference(model, "bf16")

@@ -21,14 +21,12 @@ from ..capability import resolve_amp
 from .bn_fold import fold_bn, foldable_bn
 from .fused_ema import FusedEMAU, fuse_ema_units
 from .packed_conv import Conv1x1AsLinear, PackedConv2d, _PackedWeightConv, packing_available
-from .winograd_conv import WinogradConv2d
 
 __all__ = [
     "optimize_for_inference",
     "InferenceModel",
     "Conv1x1AsLinear",
     "PackedConv2d",
-    "WinogradConv2d",
     "fold_conv_bn",
     "FusedEMAU",
     "argmax_agreement",
@@ -93,14 +91,11 @@ def fold_conv_bn(model: nn.Module) -> int:
     return folded
 
 
-def _pack_convs(model: nn.Module, winograd: bool = True) -> int:
-    """Replace plain convs by `Conv1x1AsLinear` (1×1), `WinogradConv2d` (3×3 with many channels,
-    if `winograd`) or `PackedConv2d` (others)."""
+def _pack_convs(model: nn.Module) -> int:
+    """Replace plain convs by `Conv1x1AsLinear` (1×1) or `PackedConv2d` (others)."""
     if not packing_available():
         return 0
-    wrappers = (
-        (Conv1x1AsLinear, WinogradConv2d, PackedConv2d) if winograd else (Conv1x1AsLinear, PackedConv2d)
-    )
+    wrappers = (Conv1x1AsLinear, PackedConv2d)
     replaced = 0
     for module in list(model.modules()):
         if isinstance(module, _PackedWeightConv):
@@ -205,15 +200,13 @@ def optimize_for_inference(
     channels_last: bool = True,
     compile: bool = False,  # noqa: A002 - the public keyword
     fold_bn: bool = True,
-    winograd: bool = True,
 ) -> InferenceModel:
     """An inference-ready copy of `model`; `model` itself is left untouched.
 
     BatchNorms are folded into their convs, every EMA unit becomes a `FusedEMAU` (the same
     maths in fewer, faster products), and on CPU in fp32 with channels_last (not compiled:
-    Inductor packs its own) the convs run on weights packed once for oneDNN: 1×1 convs as inner
-    products (`packed_conv`), 3×3 convs with many channels by Winograd F(4×4, 3×3)
-    (`winograd_conv`). Weights are packed (and transformed) at the first call.
+    Inductor packs its own) the convs run on weights packed once for oneDNN, 1×1 convs as inner
+    products (`packed_conv`). Weights are packed at the first call.
     Speed, error and memory of each step: docs/benchmarks.md.
 
     Args:
@@ -226,12 +219,8 @@ def optimize_for_inference(
         compile: wrap with `torch.compile` with Inductor freezing (weights folded as constants,
             prepacked, convs fused with their ReLU / residual add); the first call compiles, and
             a new input size compiles once more (dynamic shapes). Compiled graphs keep direct
-            convs (no packing, no Winograd).
+            convs (no packing).
         fold_bn: fold BatchNorm into the preceding conv (`fold_conv_bn`).
-        winograd: fp32 CPU channels_last only: run 3×3 convs with C_in·C_out >= 256·256 by
-            Winograd (relative error ~3–6e-6 per conv instead of ~1e-6). Memory: the transformed
-            weights are 4× the originals, and the tile buffers, kept per thread, grow with the
-            input; `emanet.inference.winograd_conv.release_scratch()` frees them.
 
     Returns:
         An `InferenceModel` in eval mode with the same forward signature.
@@ -250,7 +239,7 @@ def optimize_for_inference(
     if channels_last:
         inner = inner.to(memory_format=torch.channels_last)
         if precision == "fp32" and not compile and device.type == "cpu":
-            _pack_convs(inner, winograd)
+            _pack_convs(inner)
     if precision != "fp32":
         _cast_conv_weights(inner, PRECISIONS[precision])
     # Compiled with freezing on (see `_frozen_compilation`): weights become constants, so

@@ -110,31 +110,29 @@ class _PackedWeightConv(nn.Module):
         )
 
     def repack(self) -> None:
-        """Drop the packed weights (remade at the next call): needed only after writes that bump
+        """Drop the packed weight (remade at the next call): needed only after writes that bump
         no version, such as `conv.weight.data.copy_(...)`."""
-        for name in self.__dict__:
-            if name.startswith("_packed"):
-                self.__dict__[name] = None
+        self._packed = None
 
-    def _packed_weight(self, pack: Callable[[torch.Tensor], Any], slot: str = "_packed") -> Any:
-        """`pack(weight)`, made at the first call and kept in `slot` while the weight is unchanged."""
+    def _packed_weight(self, pack: Callable[[torch.Tensor], Any]) -> Any:
+        """`pack(weight)`, made at the first call and kept while the weight is unchanged."""
         weight = self.conv.weight
         key = _weight_key(weight)
-        cached = self.__dict__.get(slot)  # absent in objects pickled before the slot existed
+        cached = self._packed
         if cached is not None and _same_key(cached[0], key):
             return cached[1]
         packed = pack(weight)
         if key is not None:
-            setattr(self, slot, (key, packed))
+            self._packed = (key, packed)
         return packed
 
 
 class Conv1x1AsLinear(_PackedWeightConv):
     """A 1×1, stride-1 convolution computed as one oneDNN inner product over NHWC rows.
 
-    Packed, the inner product runs slightly faster than oneDNN's 1×1 convolution at 2 threads
-    (4.9 vs 5.0 ms for the 256->1024 case above), and at 1 thread it avoids PyTorch's own GEMM,
-    where PyTorch sends batch-1 1×1 convolutions (about half oneDNN's rate on AVX-512 CPUs).
+    Packed, the inner product runs about as fast as oneDNN's 1×1 convolution at 2 threads, and at
+    1 thread it avoids PyTorch's own GEMM, where PyTorch sends batch-1 1×1 convolutions
+    (docs/benchmarks.md).
 
     Shapes:
         (B, C_in, H, W) channels_last -> (B, C_out, H, W) channels_last
@@ -186,10 +184,6 @@ class PackedConv2d(_PackedWeightConv):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._takes_fast_path(x):
             return self.conv(x)
-        return self._packed_direct(x)
-
-    def _packed_direct(self, x: torch.Tensor) -> torch.Tensor:
-        """The conv on its packed weight; `x` already checked by `_takes_fast_path`."""
         conv = self.conv
         args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         # The packed layout is chosen for this input size; oneDNN reorders it for another.
