@@ -118,3 +118,18 @@ class Segmentor(nn.Module):
         from .weights import save_pretrained
 
         save_pretrained(self, directory, class_names=class_names, palette=palette)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        recipe: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        private: bool = False,
+        token: str | None = None,
+    ) -> str:
+        """Upload to the Hugging Face Hub (config.json, model.safetensors and a model card with the
+        recipe and metrics given); `emanet.from_pretrained("hf-hub:" + repo_id)` reads it back.
+        Needs `pip install 'emanet[hub]'`."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, recipe=recipe, metrics=metrics, private=private, token=token)
