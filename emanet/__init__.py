@@ -16,6 +16,7 @@ from .nn import EMAU, em_iterations
 
 if TYPE_CHECKING:
     from .inference import optimize_for_inference
+    from .predict import Prediction, Predictor
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,8 @@ __all__ = [
     "load_official",
     "load_mmseg",
     "optimize_for_inference",
+    "Predictor",
+    "Prediction",
     "__version__",
 ]
 
@@ -41,4 +44,8 @@ def __getattr__(name: str) -> Any:
         from .inference import optimize_for_inference
 
         return optimize_for_inference
+    if name in ("Predictor", "Prediction"):  # loads the engine (evaluation code) on first use
+        from . import predict
+
+        return getattr(predict, name)
     raise AttributeError(f"module 'emanet' has no attribute {name!r}")
