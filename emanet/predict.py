@@ -13,7 +13,7 @@ the masks are `eval`'s predictions in every mode (whole, slide, multi-scale + fl
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .data.base import read_image
 from .data.errors import DataError
 from .data.palette import voc_palette
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from .engine.builders import resolve_device
 from .engine.config import EvalConfig
 from .engine.evaluate import infer_probs
@@ -63,7 +64,7 @@ def _is_single(inputs: Any) -> bool:
     """One image in, one Prediction out: a file path, a PIL image, an array, a 3-D tensor."""
     if isinstance(inputs, (str, os.PathLike)):
         return Path(inputs).is_file()
-    if isinstance(inputs, (list, tuple)):
+    if isinstance(inputs, (list, tuple, Iterator)):
         return False
     return not (hasattr(inputs, "dim") and inputs.dim() == 4 and inputs.shape[0] != 1)
 
@@ -85,6 +86,8 @@ class Predictor:
         batch_size: same-size consecutive inputs share a forward pass.
         device: "auto", "cpu", "cuda" or a torch.device.
         mean, std: normalisation; default the checkpoint's, else ImageNet's.
+        pad_mod: pad bottom/right to H, W ≡ 1 (mod pad_mod) with the mean colour before inference,
+            as `eval.pad_mod` (the authors' 8); the padding is cropped off. None: no padding.
         eval_iters: EM iterations at inference (EMA models; loaded models only).
     """
 
@@ -104,6 +107,7 @@ class Predictor:
         device: str | torch.device = "auto",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        pad_mod: int | None = None,
         eval_iters: int | None = None,
     ) -> None:
         if mode not in ("whole", "slide"):
@@ -134,6 +138,7 @@ class Predictor:
         self.scales = MS_FLIP_SCALES if ms_flip else tuple(scales)
         self.flip = bool(flip or ms_flip)
         self.max_size, self.batch_size = max_size, int(batch_size)
+        self.transform = eval_transforms(self.mean, self.std, pad_mod=pad_mod)  # eval's, exactly
         self.runner = self.model
         if precision is not None:
             from .inference import optimize_for_inference
@@ -153,7 +158,7 @@ class Predictor:
 
         Args:
             inputs: a file path, a folder (recursive), a glob, a PIL image, a NumPy array, a
-                tensor (3, H, W) / (B, 3, H, W), or a list of any of these.
+                tensor (3, H, W) / (B, 3, H, W), or a list (or iterator) of any of these.
             return_probs: fill `Prediction.probs` (C, H, W) at the original size.
             return_attention: fill `Prediction.attention` (K, h, w) (EMA models).
             skip_errors: an unreadable file gives a Prediction with `error` set instead of raising.
@@ -193,19 +198,16 @@ class Predictor:
         yield from self._run(batch, return_probs, return_attention)
 
     def normalize(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """(H, W, 3) uint8 images of one size -> (B, 3, H, W) float32, as the eval transform does."""
-        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 1, 3)
-        std = np.asarray(self.std, dtype=np.float32).reshape(1, 1, 3)
-        arrays = [
-            ((np.asarray(im, dtype=np.float32) / 255.0 - mean) / std).transpose(2, 0, 1) for im in images
-        ]
-        return torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
+        """(H, W, 3) uint8 images of one size -> (B, 3, H', W') float32 through `eval`'s
+        transform (padding to `pad_mod`, then normalisation)."""
+        blank = np.zeros(images[0].shape[:2], dtype=np.int64)
+        return torch.stack([self.transform(im, blank, None)[0] for im in images])
 
     # -- internals -------------------------------------------------------------------------
     def _read(self, inputs: Any, skip_errors: bool) -> Iterator[Prediction]:
-        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        if hasattr(inputs, "dim") and inputs.dim() == 4:
-            items = list(inputs)
+        items: Iterable[Any] = [inputs]
+        if isinstance(inputs, (list, tuple, Iterator)) or (hasattr(inputs, "dim") and inputs.dim() == 4):
+            items = inputs  # lists, generators (read lazily, e.g. video frames), (B, 3, H, W) tensors
         for n, item in enumerate(items):
             if isinstance(item, (str, os.PathLike)):
                 files, missing = expand_inputs([item])
@@ -228,10 +230,11 @@ class Predictor:
         if not batch:
             return []
         h, w = batch[0].image.shape[:2]
-        x = self.normalize([p.image for p in batch]).to(self.device)
         size = self._working_size(h, w)
-        if size != (h, w):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        images = [p.image for p in batch]
+        if size != (h, w):  # Pillow's bilinear filter widens with the scale: antialiased
+            images = [np.asarray(Image.fromarray(im).resize(size[::-1], Image.BILINEAR)) for im in images]
+        x = self.normalize(images).to(self.device)
         attention = None
         if self.mode == "whole" and self.scales == (1.0,) and not self.flip and return_attention:
             out = self.runner(x, return_attention=True)  # one forward for both
@@ -241,6 +244,7 @@ class Predictor:
                                 self.crop, self.stride, self.align_corners)  # fmt: skip
             if return_attention:
                 attention = self.runner(x, return_attention=True)["attention"]
+        probs = probs[:, :, : size[0], : size[1]]  # the pad_mod padding off
         for i, pred in enumerate(batch):
             pred.mask, full = _resize_argmax(probs[i], (h, w), keep=return_probs)
             if return_probs:
