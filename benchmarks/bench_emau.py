@@ -19,10 +19,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from emanet.nn.ema_fast import _mm_nt
 
 from emanet import EMAU
 from emanet.fileio import write_json
-from emanet.nn.ema_fast import _mm_nt
 
 
 def authors_emau(unit: EMAU, x: torch.Tensor, num_iters: int) -> torch.Tensor:

@@ -24,8 +24,8 @@ import torch
 
 import emanet
 from emanet.fileio import write_json
-from emanet.nn import EMAU
 from emanet.inference.optimize import argmax_agreement
+from emanet.nn import EMAU
 
 
 def _set_fast_em(model, enabled: bool) -> None:

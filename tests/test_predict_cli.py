@@ -37,7 +37,8 @@ def test_folder_tree_is_mirrored_and_bad_files_listed(tmp_path, model_dir, capsy
     (src / "home").mkdir()
     images = {
         "a.png": (32, 40), "a.jpg": (36, 36),  # two files of one stem
-        "trip/b.webp": (40, 32), "trip/day1/c.bmp": (33, 47), "trip/day1/a.png": (32, 32), "home/d.tif": (48, 40),
+        "trip/b.webp": (40, 32), "trip/day1/c.bmp": (33, 47), "trip/day1/a.png": (32, 32),
+        "home/d.tif": (48, 40),
     }  # fmt: skip
     for i, (rel, (h, w)) in enumerate(images.items()):
         _picture(h, w, i).save(src / rel)
@@ -82,8 +83,9 @@ def test_globs_and_files_with_a_text_file(tmp_path, model_dir, capsys):
     _picture(32, 48, 1).save(tmp_path / "y" / "same.png")
     (tmp_path / "x" / "readme.txt").write_text("hello")
     out = tmp_path / "out"
-    args = ["predict", "--checkpoint", str(model_dir), str(tmp_path / "x" / "*"), str(tmp_path / "y" / "same.png"),
-            str(tmp_path / "missing.png"), "--out", str(out), "--no-progress", "--attention", "--html"]  # fmt: skip
+    inputs = [str(tmp_path / "x" / "*"), str(tmp_path / "y" / "same.png"), str(tmp_path / "missing.png")]
+    args = ["predict", "--checkpoint", str(model_dir), *inputs, "--out", str(out), "--no-progress",
+            "--attention", "--html"]  # fmt: skip
     assert main(args) == 1
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert "predicted 2 of 3 files" in summary and "readme.txt" in summary and "missing.png" in summary

@@ -203,8 +203,9 @@ function showPixel(x, y) {
   const rows = [];
   for (let j = 0; j < M.k; j++) {
     const c = S.ids[j * n + p], v = S.top[j * n + p] / 255;
-    rows.push(`<tr data-class="${c}"><td><span class="sw" style="background:rgb(${M.palette[c].join(',')})">` +
-      `</span>${M.names[c]}</td><td class="num">${(100 * v).toFixed(0)}%</td></tr>`);
+    const sw = `<span class="sw" style="background:rgb(${M.palette[c].join(',')})"></span>`;
+    rows.push(`<tr data-class="${c}"><td>${sw}` +
+      `${M.names[c]}</td><td class="num">${(100 * v).toFixed(0)}%</td></tr>`);
   }
   document.querySelector('#probs tbody').innerHTML = rows.join('');
   if (!M.K) return;
@@ -232,20 +233,24 @@ async function main() {
     el.className = 'basis'; el.textContent = `b${b}`; el.dataset.basis = b;
     el.addEventListener('click', () => {
       if (S.basis === b) { S.basis = -1; document.getElementById('basis-map').hidden = true;
-        el.classList.remove('sel'); document.getElementById('basis-title').textContent = 'no basis selected'; }
+        el.classList.remove('sel');
+        document.getElementById('basis-title').textContent = 'no basis selected'; }
       else drawBasis(b);
     });
     bases.appendChild(el);
   }
   const bar = document.getElementById('bar').getContext('2d');
-  for (let i = 0; i < 200; i++) { bar.fillStyle = `rgb(${viridis(i / 199).join(',')})`; bar.fillRect(i, 0, 1, 10); }
+  for (let i = 0; i < 200; i++) {
+    bar.fillStyle = `rgb(${viridis(i / 199).join(',')})`; bar.fillRect(i, 0, 1, 10);
+  }
   const stage = document.getElementById('stage'), cursor = document.getElementById('cursor');
   stage.addEventListener('mousemove', e => {
     const r = stage.getBoundingClientRect();
     const x = Math.min(Math.max(Math.floor((e.clientX - r.left) * M.W / r.width), 0), M.W - 1);
     const y = Math.min(Math.max(Math.floor((e.clientY - r.top) * M.H / r.height), 0), M.H - 1);
     cursor.style.display = 'block';
-    cursor.style.left = `${(x + 0.5) * r.width / M.W}px`; cursor.style.top = `${(y + 0.5) * r.height / M.H}px`;
+    cursor.style.left = `${(x + 0.5) * r.width / M.W}px`;
+    cursor.style.top = `${(y + 0.5) * r.height / M.H}px`;
     showPixel(x, y);
   });
   document.body.dataset.ready = '1';
