@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,plot,onnx]"
+	$(BIN)/python -m pip install -q -e ".[dev,plot,onnx,video]"
 	touch $@
 
 setup: $(STAMP)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         model_options,
     )
     from .nn import EMAU, em_iterations
+    from .predict import Prediction, Predictor
 
 __all__ = [
     "EMAU",
@@ -35,6 +36,8 @@ __all__ = [
     "load_official",
     "load_mmseg",
     "optimize_for_inference",
+    "Predictor",
+    "Prediction",
     "__version__",
 ]
 
@@ -43,6 +46,8 @@ _LAZY = {
     "EMAU": ".nn",
     "em_iterations": ".nn",
     "optimize_for_inference": ".inference",
+    "Predictor": ".predict",  # loads the engine (evaluation code) on first use
+    "Prediction": ".predict",
     **{
         name: ".models"
         for name in (

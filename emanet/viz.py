@@ -7,7 +7,7 @@ numpy and Pillow, except the colour maps of `attention_grid` (any matplotlib col
     from emanet import viz
     rgb = viz.colorize(label)                              # (H, W) class ids -> (H, W, 3) uint8
     blend = viz.overlay(image, pred, alpha=0.5)            # prediction over the image
-    grid = viz.attention_grid(attention[0])                # (K, h, w) responsibilities -> tiles
+    grid = viz.attention_grid(attention[0])                # (K, h, w) -> tiles, one colour scale
     owner = viz.argmax_basis_map(attention[0])             # which basis owns each pixel
     fig = viz.figure_for_sample(image, label, pred, attention[0], class_names=names)
 """
@@ -216,8 +216,7 @@ def _apply_cmap(values: np.ndarray, cmap: str | None) -> np.ndarray:
 
 def grid_shape(k: int, cols: int | None = None) -> tuple[int, int]:
     """(rows, cols) of the tiling used for K maps: cols = ceil(sqrt(K)), rows = ceil(K / cols)."""
-    cols = cols or max(1, math.ceil(math.sqrt(k)))
-    return max(1, math.ceil(k / cols)), cols
+    return max(1, math.ceil(k / (cols := cols or max(1, math.ceil(math.sqrt(k)))))), cols
 
 
 def attention_grid(
@@ -227,13 +226,13 @@ def attention_grid(
     cmap: str | None = "viridis",
     upscale: int = 1,
     pad_color: Sequence[int] = (255, 255, 255),
+    scale: str = "shared",
+    annotate: bool = True,
 ) -> np.ndarray:
     """Tile the K responsibility maps of one image: which pixels each basis claims.
 
-    Map i sits at row i // cols, column i % cols; its top-left pixel is at
-    (pad + row * (h * upscale + pad), pad + col * (w * upscale + pad)). Each map is scaled to
-    its own maximum, so a basis that claims few pixels is still visible. Unused tiles and the
-    padding are `pad_color`.
+    Map i sits at row i // cols, column i % cols; in the tiles' block its top-left pixel is at
+    (pad + row * (h * upscale + pad), pad + col * (w * upscale + pad)); the rest is `pad_color`.
 
     Args:
         attention: (K, h, w) responsibilities (or (1, K, h, w)).
@@ -241,17 +240,24 @@ def attention_grid(
         pad: pixels between and around tiles.
         cmap: matplotlib colour map name, or "gray" (no matplotlib needed).
         upscale: integer nearest-neighbour magnification of each map.
+        scale: "shared": one colour scale, 0 to the largest responsibility (a flat map looks
+            flat); "per_map": each map to its own max (a nearly flat map looks high everywhere).
+        annotate: a title naming the scale, a caption left of every strip (its basis ids) and,
+            for "shared", a colour bar with its end values. False: the bare tiles.
 
     Returns:
-        (rows * (h * upscale + pad) + pad, cols * (w * upscale + pad) + pad, 3) uint8 RGB.
+        (H, W, 3) uint8 RGB; without `annotate`, H = rows * (h * upscale + pad) + pad and
+        W = cols * (w * upscale + pad) + pad.
     """
+    if scale not in ("shared", "per_map"):
+        raise ValueError(f"attention_grid scale={scale!r} is not valid; choose 'shared' or 'per_map'")
     att = _attention_array(attention)
-    k, h, w = att.shape
-    rows, cols = grid_shape(k, cols)
+    (k, h, w), (rows, cols) = att.shape, grid_shape(att.shape[0], cols)
     th, tw = h * upscale, w * upscale
     maxima = att.reshape(k, -1).max(axis=1) if att.size else np.zeros(k)
-    scaled = np.clip(att / np.maximum(maxima, 1e-12)[:, None, None], 0.0, 1.0)
-    tiles = _apply_cmap(scaled, cmap)
+    top = float(maxima.max()) if k else 0.0
+    denom = np.maximum(maxima, 1e-12)[:, None, None] if scale == "per_map" else max(top, 1e-12)
+    tiles = _apply_cmap(np.clip(att / denom, 0.0, 1.0), cmap)
     if upscale > 1:
         tiles = tiles.repeat(upscale, axis=1).repeat(upscale, axis=2)
     grid = np.empty((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), dtype=np.uint8)
@@ -260,12 +266,38 @@ def attention_grid(
         r, c = divmod(i, cols)
         y, x = pad + r * (th + pad), pad + c * (tw + pad)
         grid[y : y + th, x : x + tw] = tiles[i]
-    return grid
+    if not annotate:
+        return grid
+    return _annotate_grid(grid, k, rows, cols, th + pad, pad, cmap, scale, top)
+
+
+def _annotate_grid(grid, k, rows, cols, step, pad, cmap, scale, top) -> np.ndarray:
+    """Title, one caption per strip (row of tiles) and, for a shared scale, a colour bar."""
+    font = ImageFont.load_default()
+    captions = [f"b{r * cols}-{min(k, (r + 1) * cols) - 1}" for r in range(rows)]
+    left = max(int(font.getlength(c)) for c in captions) + 6
+    shared = f"one colour scale 0-{top:.2f}"
+    title = f"K={k} responsibilities, " + (shared if scale == "shared" else "each map scaled to its own max")
+    bar_w, head = (46 if scale == "shared" else 0), 14
+    width = max(left + grid.shape[1] + bar_w, int(font.getlength(title)) + 4)
+    canvas = Image.new("RGB", (width, head + grid.shape[0]), (255, 255, 255))
+    canvas.paste(Image.fromarray(grid), (left, head))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((2, 1), title, fill=(0, 0, 0), font=font)
+    for r, caption in enumerate(captions):
+        y = head + pad + r * step + max(0, (step - pad - 11) // 2)
+        draw.text((2, y), caption, fill=(0, 0, 0), font=font)
+    if bar_w:
+        x0, bar_h = left + grid.shape[1] + 4, max(grid.shape[0] - 2, 8)
+        values = np.linspace(1.0, 0.0, bar_h)[:, None].repeat(10, axis=1)
+        canvas.paste(Image.fromarray(_apply_cmap(values, cmap)), (x0, head + 1))
+        draw.text((x0 + 12, head), f"{top:.2f}", fill=(0, 0, 0), font=font)
+        draw.text((x0 + 12, head + bar_h - 10), "0", fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
 
 
 def distinct_colors(n: int) -> np.ndarray:
-    """n visually distinct colours, (n, 3) uint8: hues spaced by the golden ratio, with
-    saturation and brightness cycling so that neighbours in hue still differ."""
+    """n distinct colours, (n, 3) uint8: golden-ratio hues, cycling saturation and brightness."""
     colors = []
     for i in range(n):
         hue = (i * 0.6180339887) % 1.0

@@ -151,12 +151,12 @@ def test_train_eval_predict_attention(tmp_path, capsys):
         )
         == 0
     )
-    stem = image.stem
-    mask = Image.open(outdir / f"{stem}_mask.png")
+    name = image.name  # outputs keep the extension: NAME.png_mask.png
+    mask = Image.open(outdir / f"{name}_mask.png")
     assert mask.mode == "P" and mask.size == Image.open(image).size
     assert np.asarray(mask).max() < 3
     for suffix in ("color", "overlay", "attention", "bases"):
-        assert (outdir / f"{stem}_{suffix}.png").is_file()
+        assert (outdir / f"{name}_{suffix}.png").is_file()
 
 
 def _folder(tmp_path, n=2):

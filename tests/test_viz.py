@@ -92,7 +92,15 @@ def test_attention_grid_layout(k, rows, cols):
     for i in range(k):
         att[i] = 0.5
         att[i, i % h, i % w] = 1.0
-    grid = viz.attention_grid(torch.from_numpy(att), pad=pad, cmap="gray", upscale=up, pad_color=(255, 0, 0))
+    grid = viz.attention_grid(
+        torch.from_numpy(att),
+        pad=pad,
+        cmap="gray",
+        upscale=up,
+        pad_color=(255, 0, 0),
+        scale="per_map",
+        annotate=False,
+    )
     th, tw = h * up, w * up
     assert grid.shape == (rows * (th + pad) + pad, cols * (tw + pad) + pad, 3) and grid.dtype == np.uint8
     for i in range(k):
@@ -113,9 +121,11 @@ def test_attention_grid_layout(k, rows, cols):
 
 def test_attention_grid_k64_colour_and_defaults():
     att = torch.softmax(torch.randn(1, 64, 9, 11), dim=1)
-    grid = viz.attention_grid(att)  # batch of one accepted; viridis; pad 1
+    grid = viz.attention_grid(att, annotate=False)  # batch of one accepted; viridis; pad 1
     assert grid.shape == (8 * 10 + 1, 8 * 12 + 1, 3)
-    assert viz.attention_grid(att[0], cols=16).shape == (4 * 10 + 1, 16 * 12 + 1, 3)
+    assert viz.attention_grid(att[0], cols=16, annotate=False).shape == (4 * 10 + 1, 16 * 12 + 1, 3)
+    annotated = viz.attention_grid(att)  # title above, strip captions left, colour bar right
+    assert annotated.shape[0] > grid.shape[0] and annotated.shape[1] > grid.shape[1] + 40
     with pytest.raises(ValueError, match=r"\(K, h, w\)"):
         viz.attention_grid(torch.zeros(2, 3, 4, 4))
 
@@ -153,3 +163,20 @@ def test_figure_for_sample():
     png = viz.figure_to_png(fig, dpi=50)
     assert Image.open(io.BytesIO(png)).size[0] > 100
     assert len(viz.figure_for_sample(image, None, pred).axes) == 3
+
+
+def test_attention_grid_shared_scale_keeps_flat_maps_flat():
+    """A nearly flat map is dark beside a peaked one on the shared scale, bright on per-map."""
+    att = np.full((2, 6, 6), 0.1, np.float32)
+    att[0, 0, 0] = 0.11  # nearly flat, low
+    att[1, 2, 2] = 0.9  # one strong pixel
+    shared = viz.attention_grid(att, cmap="gray", pad=0, cols=2, annotate=False)
+    per_map = viz.attention_grid(att, cmap="gray", pad=0, cols=2, scale="per_map", annotate=False)
+    assert shared[1:, 1:6, 0].max() == round(0.1 / 0.9 * 255)  # flat map: 0.1 of the top 0.9
+    assert per_map[1:, 1:6, 0].max() == round(0.1 / 0.11 * 255)  # looks "high everywhere"
+    # the annotated picture names its scale and has a caption strip and a colour bar
+    annotated = viz.attention_grid(att, cmap="gray", pad=0, cols=2, upscale=8)
+    levels = len(np.unique(annotated[..., 0]))
+    assert levels > 30 > len(np.unique(shared))  # the colour bar's gradient (and text) was added
+    with pytest.raises(ValueError, match="shared"):
+        viz.attention_grid(att, scale="log")

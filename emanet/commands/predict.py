@@ -1,20 +1,50 @@
-"""`emanet predict --checkpoint PATH IMAGES... --out DIR [--attention]`.
+"""`emanet predict --checkpoint MODEL INPUTS... --out DIR`: files, folders (recursive), globs,
+videos.
 
-For each image: NAME_mask.png (index PNG with the dataset palette), NAME_color.png,
-NAME_overlay.png and, with --attention, NAME_attention.png (one responsibility map per basis,
-as a grid) and NAME_bases.png (which basis owns each pixel).
+The output tree mirrors the inputs below their common folder. Each output name is the input's
+whole file name, extension included, plus a suffix, so `a.jpg` and `a.png` never collide:
+
+    a.jpg_mask.png      index PNG of class ids with the palette
+    a.jpg_color.png     the mask in colour
+    a.jpg_overlay.png   the mask over the image
+    a.jpg_attention.png (--attention) the K responsibility maps on one colour scale, a colour bar
+    a.jpg_bases.png     (--attention) which basis owns each pixel
+    a.jpg_explore.html  (--html) the interactive page: hover a pixel, click a basis
+    clip.mp4_overlay.mp4  a video's overlay video, same frame count and rate (`pip install emanet[video]`)
+
+Unreadable files are skipped and listed in one summary line (exit status 1 if any was).
 """
+
+__all__ = ["configure", "run"]
 
 
 def configure(parser) -> None:
-    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("inputs", nargs="+", help="image or video files, folders (recursive) or globs")
     parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint file, run directory or pretrained directory"
+        "--checkpoint", required=True,
+        help="checkpoint file, run directory, pretrained directory or published model name",
+    )  # fmt: skip
+    parser.add_argument("--out", required=True, help="output directory (mirrors the input tree)")
+    parser.add_argument("--mode", choices=["whole", "slide"], default="whole", help="inference mode")
+    parser.add_argument(
+        "--crop", type=int, nargs=2, default=(513, 513), metavar=("H", "W"), help="slide window"
     )
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--stride", type=int, nargs=2, default=(341, 341), metavar=("H", "W"), help="slide step"
+    )
+    parser.add_argument(
+        "--ms-flip", action="store_true", help="multi-scale (0.5..1.75) + flip, as eval --ms-flip"
+    )
+    parser.add_argument(
+        "--max-size", type=int, default=2048,
+        help="resize images whose long side is larger to this, predict, resize back (0: never)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=1, help="same-size images per forward pass")
+    parser.add_argument("--pad-mod", type=int, default=None, help="pad to H, W = 1 (mod N) as eval.pad_mod")
     parser.add_argument(
         "--attention", action="store_true", help="also write the EM attention maps (EMA models)"
     )
+    parser.add_argument("--html", action="store_true", help="also write the interactive explorer page")
     parser.add_argument(
         "--eval-iters", type=int, default=None, help="EM iterations at inference (EMA models)"
     )
@@ -26,59 +56,61 @@ def configure(parser) -> None:
         help="run through emanet.optimize_for_inference (BN folding, fused EM unit, channels_last, "
         "autocast); auto: bf16 where the device runs it natively, else fp32",
     )
+    parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    import numpy as np
-    import torch
-    from PIL import Image
+    from tqdm import tqdm
 
-    from .. import viz
-    from ..data.base import read_image
-    from ..data.palette import voc_palette
-    from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from ..engine.builders import resolve_device
-    from ..engine.inference import load_model
+    from ..inputs import expand_inputs, is_video
     from ..models.heads import EMAHead
+    from ..predict import Predictor
+    from .predict_writer import PredictionWriter
 
-    device = resolve_device(args.device)
-    overrides = {"eval_iters": args.eval_iters} if args.eval_iters else {}
-    model, meta = load_model(args.checkpoint, **overrides)
-    model.to(device)
-    if args.precision:
-        from ..inference import optimize_for_inference
+    predictor = Predictor(
+        args.checkpoint, mode=args.mode, crop=args.crop, stride=args.stride, ms_flip=args.ms_flip,
+        precision=args.precision, max_size=args.max_size or None, batch_size=args.batch_size,
+        device=args.device, pad_mod=args.pad_mod, eval_iters=args.eval_iters,
+    )  # fmt: skip
+    wants_attention = args.attention or args.html
+    if wants_attention and not isinstance(predictor.model.decode_head, EMAHead):
+        raise ValueError(
+            f"{predictor.model.name} has no EM attention maps; --attention/--html need an emanet_* model"
+        )
+    files, missing = expand_inputs(args.inputs)
+    skipped = [(text, "") for text in missing]
+    writer = PredictionWriter(Path(args.out), predictor, attention=args.attention, html=args.html)
+    images = [f for f in files if not is_video(f.path)]
+    videos = [f for f in files if is_video(f.path)]
+    by_source = {str(f.path): f for f in images}
+    done = 0
+    bar = tqdm(total=len(files), desc="predict", unit="file", disable=args.no_progress)
+    stream = predictor.iter_predict(
+        [f.path for f in images], return_probs=args.html, return_attention=wants_attention, skip_errors=True
+    )
+    for pred in stream:
+        bar.update(1)
+        if pred.error is not None:
+            skipped.append((pred.source, pred.error))
+            continue
+        writer.write(pred, by_source[pred.source].rel)
+        done += 1
+    for f in videos:
+        from ..video import predict_video
 
-        model = optimize_for_inference(model, precision=args.precision)
-    if args.attention and not isinstance(model.decode_head, EMAHead):
-        raise ValueError(f"{model.name} has no EM attention maps; --attention needs an emanet_* model")
-    palette = [tuple(c) for c in (meta.get("palette") or voc_palette(256))]
-    mean = torch.tensor(meta.get("mean") or IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(meta.get("std") or IMAGENET_STD).view(1, 3, 1, 1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    pal_flat = [v for c in palette for v in c][: 256 * 3]
-    for path in args.images:
-        image = read_image(path)
-        x = torch.tensor(image).permute(2, 0, 1)[None].float() / 255.0
-        x = ((x - mean) / std).to(device)
-        with torch.inference_mode():
-            result = model(x, return_attention=args.attention)
-        logits = result["out"] if args.attention else result
-        pred = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
-        stem = Path(path).stem
-        mask = Image.fromarray(pred, mode="P")
-        mask.putpalette(pal_flat + [0] * (768 - len(pal_flat)))
-        mask.save(out / f"{stem}_mask.png")
-        Image.fromarray(viz.colorize(pred, palette)).save(out / f"{stem}_color.png")
-        Image.fromarray(viz.overlay(image, pred, palette)).save(out / f"{stem}_overlay.png")
-        written = [f"{stem}_mask.png", f"{stem}_color.png", f"{stem}_overlay.png"]
-        if args.attention:
-            attention = result["attention"][0].float().cpu()
-            up = max(1, 256 // max(attention.shape[-2:]))
-            Image.fromarray(viz.attention_grid(attention, upscale=up)).save(out / f"{stem}_attention.png")
-            Image.fromarray(viz.argmax_basis_map(attention, upscale=8)).save(out / f"{stem}_bases.png")
-            written += [f"{stem}_attention.png", f"{stem}_bases.png"]
-        print(f"{path}: {', '.join(written)} -> {out}")
-    return 0
+        try:
+            info = predict_video(predictor, f.path, writer.path_for(f.rel, "_overlay.mp4"), progress=False)
+            tqdm.write(f"{f.path}: {info['frames']} frames at {info['fps']:.3g} fps")
+            done += 1
+        except (OSError, ValueError) as e:  # PyAV's errors are OSError/ValueError subclasses
+            skipped.append((str(f.path), str(e).split("\n")[0]))
+        bar.update(1)
+    bar.close()
+    line = f"predicted {done} of {len(files)} files into {args.out}"
+    if skipped:
+        listed = "; ".join(f"{p} ({why})" if why else p for p, why in skipped)
+        line += f"; skipped {len(skipped)} unreadable: {listed}"
+    print(line)
+    return 1 if skipped else 0

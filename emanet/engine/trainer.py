@@ -206,6 +206,8 @@ class Trainer:
         result = self._evaluate(t.iters, final=True)
         result["train_time"] = time.perf_counter() - start_time
         result["skipped"] = [list(s) for s in self.skipped]
+        if self.is_main:  # the run as a model: emanet.from_pretrained(run_dir) / Predictor(run_dir)
+            self.model.save_pretrained(self.run_dir.path / "model", self.class_names, self.palette)
         skipped_file = self.run_dir.write_skipped(self.skipped)
         if skipped_file is not None:
             print(f"{len(self.skipped)} bad samples were skipped; the list is in {skipped_file}")

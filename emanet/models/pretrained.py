@@ -35,7 +35,8 @@ def from_pretrained(name_or_path, **overrides) -> Segmentor:
     """Load a pretrained model, in eval mode.
 
     Args:
-        name_or_path: a directory written by `save_pretrained` / `emanet convert`; a published
+        name_or_path: a directory written by `save_pretrained` / `emanet convert`, or a training
+            run directory (its `model/` sub-directory, written at the end of training); a published
             name from `emanet models --pretrained` (e.g. "emanet_r101_cityscapes_769",
             downloaded once into the cache, see `zoo.py`); or "hf-hub:ORG/NAME", a Hugging
             Face Hub repo in the same layout (needs `pip install emanet[hub]`).
@@ -51,7 +52,10 @@ def from_pretrained(name_or_path, **overrides) -> Segmentor:
         if overrides:
             model = _rebuilt(model, overrides)
         return model.eval()
-    return _from_directory(name_or_path, overrides)
+    path = Path(name_or_path)
+    if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / "model" / CONFIG_NAME).is_file():
+        path = path / "model"  # a training run directory: the trainer saves RUN_DIR/model/ at the end
+    return _from_directory(path, overrides)
 
 
 def _rebuilt(model: Segmentor, overrides: dict) -> Segmentor:
