@@ -21,6 +21,7 @@ against float64, against ~1e-6 for the direct conv.
 from __future__ import annotations
 
 import threading
+from typing import TypeGuard
 
 import torch
 from torch import nn
@@ -100,7 +101,7 @@ class WinogradConv2d(PackedConv2d):
         self._packed_winograd: tuple | None = None  # (weight key, 36 packed (C_out, C_in) weights)
 
     @staticmethod
-    def applies_to(conv: nn.Module) -> bool:
+    def applies_to(conv: nn.Module) -> TypeGuard[nn.Conv2d]:
         return (
             PackedConv2d.applies_to(conv)
             and conv.kernel_size == (3, 3)
