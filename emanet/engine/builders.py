@@ -6,6 +6,9 @@ the same validation data and the same device rules.
 
 from __future__ import annotations
 
+from collections.abc import Sized
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -98,9 +101,8 @@ def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Modul
                 m.momentum = cfg.model.bn_momentum
     if model.aux_head is not None and cfg.train.aux_weight == 0:
         model.aux_head.requires_grad_(False)  # no loss reaches it; DDP would report it unused
-    if cfg.model.sync_bn:
-        model = convert_sync_batchnorm(model, device)
-    return model.to(device)
+    out: nn.Module = convert_sync_batchnorm(model, device) if cfg.model.sync_bn else model
+    return out.to(device)
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:
@@ -116,7 +118,7 @@ def build_train_loader(
     """An endless, seeded loader over this rank's share; from `start_iter` it yields what an
     uninterrupted run would have yielded next (bit-identical resume)."""
     sampler = InfiniteSampler(
-        len(dataset),
+        len(cast(Sized, dataset)),  # a map-style dataset: torch's Dataset type does not declare __len__
         seed=cfg.train.seed,
         shuffle=True,
         rank=rank,
