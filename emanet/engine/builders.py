@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import (
     InfiniteSampler,
+    SegmentationDataset,
     SkipBadSamples,
     build_dataset,
     collate_skip,
@@ -58,7 +59,7 @@ def micro_batch_size(cfg: Config, world_size: int) -> int:
     return t.batch_size // per_step
 
 
-def build_train_set(cfg: Config) -> Dataset:
+def build_train_set(cfg: Config) -> SegmentationDataset | SkipBadSamples:
     """The training split with the recipe's augmentation (wrapped in `SkipBadSamples` when
     `data.skip_bad_samples`; the wrapper passes num_classes, CLASSES and PALETTE through)."""
     data = cfg.data
@@ -136,7 +137,9 @@ def build_train_loader(
     )
 
 
-def build_val_loader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[Dataset, DataLoader]:
+def build_val_loader(
+    cfg: Config, rank: int = 0, world_size: int = 1
+) -> tuple[SegmentationDataset | SkipBadSamples, DataLoader]:
     """The validation dataset and a loader over this rank's share of it."""
     data = cfg.data
     dataset = build_dataset(
