@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint clean chromium labelme-examples
+.PHONY: setup demo test test-fast lint typecheck clean chromium labelme-examples
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium labelme-examples
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # The inner loop: everything but training, DDP, compile, demo and browser tests (marked slow).
@@ -31,6 +32,10 @@ test-fast: $(STAMP) labelme-examples
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Static types: the [tool.mypy] section of pyproject.toml (files, overrides for the public API).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 # The report's browser test needs Chromium (Debian package `chromium`): installed here when
 # missing and running as root; otherwise that test fails and says how to install it.

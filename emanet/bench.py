@@ -204,7 +204,7 @@ def benchmark_model(
         "gflops": 2 * total / 1e9,
     }
     del meta
-    model = create_model(name, num_classes=num_classes, **options).eval().to(dev)
+    model: nn.Module = create_model(name, num_classes=num_classes, **options).eval().to(dev)
     if precision is not None:
         from .inference import optimize_for_inference
 

@@ -14,6 +14,7 @@ import copy
 import os
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -56,7 +57,8 @@ def export_onnx(
         (B, classes, H, W) [and "attention"].
     """
     model = copy.deepcopy(model).cpu().float().eval()
-    in_channels = model.backbone.in_channels if hasattr(model, "backbone") else 3
+    # A Segmentor's ResNet: nn.Module types unknown attributes as Tensor | Module.
+    in_channels: int = cast(Any, model.backbone).in_channels if hasattr(model, "backbone") else 3
     images = torch.randn(1, in_channels, *sample_size)
     outputs = ["logits", "attention"] if return_attention else ["logits"]
 

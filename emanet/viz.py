@@ -105,7 +105,7 @@ def _resize_nearest(arr: np.ndarray, height: int, width: int) -> np.ndarray:
         rows = (np.arange(height) * arr.shape[0] // height).clip(0, arr.shape[0] - 1)
         cols = (np.arange(width) * arr.shape[1] // width).clip(0, arr.shape[1] - 1)
         return arr[rows[:, None], cols[None, :]]
-    return np.asarray(Image.fromarray(arr).resize((width, height), Image.NEAREST))
+    return np.asarray(Image.fromarray(arr).resize((width, height), Image.Resampling.NEAREST))
 
 
 def _as_rgb_image(image) -> np.ndarray:
@@ -375,8 +375,8 @@ def figure_for_sample(
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
 
-    ids = np.unique(np.concatenate([pred.ravel(), label.ravel() if label is not None else []]))
-    ids = [int(i) for i in ids if i != ignore_index and i >= 0]
+    present = np.unique(np.concatenate([pred.ravel(), label.ravel() if label is not None else []]))
+    ids = [int(i) for i in present if i != ignore_index and i >= 0]
     names = (
         list(class_names) if class_names is not None else [f"class {i}" for i in range(max(ids + [0]) + 1)]
     )

@@ -1,6 +1,8 @@
 """`emanet convert --from official|mmseg SRC OUT_DIR`: a foreign EMANet checkpoint ->
 config.json + model.safetensors that `emanet.from_pretrained` loads."""
 
+from typing import cast
+
 
 def configure(parser) -> None:
     parser.add_argument(
@@ -17,11 +19,12 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     from ..models.convert import load_mmseg, load_official
+    from ..nn.ema import EMAU
 
     load = load_official if args.source_format == "official" else load_mmseg
     model = load(args.src, num_classes=args.num_classes)
     model.save_pretrained(args.out_dir, class_names=model.class_names, palette=model.palette)
-    emau = model.decode_head.emau
+    emau = cast(EMAU, model.decode_head.emau)  # both loaders build an EMAHead
     print(
         f"wrote {args.out_dir} ({model.name}, {model.num_classes} classes, ema_channels={emau.channels}, "
         f"num_bases={emau.num_bases}); load it with emanet.from_pretrained({str(args.out_dir)!r})"

@@ -53,7 +53,7 @@ ROOT/                               (ADEChallengeData2016/ or the folder that co
     def __init__(self, root: str | os.PathLike, split: str = "train", transform: Callable | None = None):
         super().__init__(root, split, transform)
         self.check_split(tuple(self.SPLITS))
-        self.require_root()
+        self.root = self.require_root()
         if (self.root / "ADEChallengeData2016").is_dir():
             self.root = self.root / "ADEChallengeData2016"
         folder = self.SPLITS[split]

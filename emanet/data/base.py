@@ -310,6 +310,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples")
         index %= len(self)
         rng = np.random.default_rng(seed)
+        image: np.ndarray | torch.Tensor
+        label: np.ndarray | torch.Tensor
         image, label = self.load(index)
         orig_size = (int(label.shape[0]), int(label.shape[1]))
         transform = self.transform if self.transform is not None else Normalize()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
@@ -246,7 +246,7 @@ def check_dataset(cfg: Any, workers: int = 8, progress: bool = True, previews: i
             report.add("error", f"data.{role}_split={split}", str(e).splitlines()[0])
             continue
         report.class_names = list(dataset.CLASSES)
-        report.palette = [tuple(int(v) for v in c) for c in dataset.PALETTE]
+        report.palette = [cast(tuple[int, int, int], tuple(int(v) for v in c)) for c in dataset.PALETTE]
         report.ignore_index = getattr(dataset, "ignore_index", data.ignore_index)
         _check_split(report, dataset, split, workers, progress, previews)
     return report

@@ -72,7 +72,7 @@ ROOT/
             raise ValueError(
                 f"label_type={label_type!r} is not valid; choose auto, labelIds or labelTrainIds"
             )
-        self.require_root()
+        self.root = self.require_root()
         image_dir = self.require_dir(self.root / "leftImg8bit" / split, f"leftImg8bit/{split}")
         label_dir = self.require_dir(self.root / "gtFine" / split, f"gtFine/{split}")
         if label_type == "auto":

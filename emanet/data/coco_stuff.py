@@ -75,7 +75,7 @@ ROOT/
     def __init__(self, root: str | os.PathLike, split: str = "train", transform: Callable | None = None):
         super().__init__(root, split, transform)
         self.check_split(self.SPLITS)
-        self.require_root()
+        self.root = self.require_root()
         folder = split if split.endswith("2017") else f"{split}2017"
         image_dir = self.require_dir(self.root / "images" / folder, f"images/{folder}")
         label_dir = self.require_dir(self.root / "annotations" / folder, f"annotations/{folder}")

@@ -92,4 +92,4 @@ def build_dataset(
         return _dataset_class(name)(split=split, transform=transform, **kwargs)
     if root is None:
         raise DataError(f"dataset {name!r} needs a root folder; set data.root")
-    return DATASETS[name](root, split, transform=transform, **kwargs)
+    return _dataset_class(name)(root, split, transform=transform, **kwargs)

@@ -39,8 +39,8 @@ def _mask(values: list[int], size: tuple[int, int], rng: np.random.Generator, bl
     h, w = size
     gh, gw = -(-h // block), -(-w // block)
     cells = np.resize(np.asarray(values, dtype=np.uint8), gh * gw)
-    cells = rng.permutation(cells).reshape(gh, gw)
-    return np.kron(cells, np.ones((block, block), dtype=np.uint8))[:h, :w]
+    grid = rng.permutation(cells).reshape(gh, gw)
+    return np.kron(grid, np.ones((block, block), dtype=np.uint8))[:h, :w]
 
 
 def _write(path: Path, array: np.ndarray, mode: str | None = None, palette: bool = False) -> None:

@@ -128,7 +128,7 @@ ROOT/
         reduce_zero_label: bool = False,
     ):
         super().__init__(root, split, transform)
-        self.require_root()
+        self.root = self.require_root()
         self.classes_yaml = Path(classes_yaml) if classes_yaml is not None else self.root / "classes.yaml"
         self.CLASSES, self.PALETTE, self.ignore_index = load_classes_yaml(self.classes_yaml)
         self.label_map = parse_label_map(

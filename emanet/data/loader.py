@@ -77,7 +77,7 @@ class InfiniteSampler(torch.utils.data.Sampler):
         epoch, order = -1, None
         while True:
             e, j = divmod(g, n)
-            if e != epoch:
+            if order is None or e != epoch:
                 epoch, order = e, self.epoch_order(e)
             yield int(order[j]), sample_seed(self.seed, g)
             g += ws

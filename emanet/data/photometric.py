@@ -14,6 +14,8 @@ values and so the results are the same.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 __all__ = ["PhotoMetricDistortion", "rgb_to_hsv_u8", "hsv_to_rgb_u8"]
@@ -76,8 +78,8 @@ class PhotoMetricDistortion:
         hue_delta: int = 18,
     ):
         self.brightness_delta = brightness_delta
-        self.contrast_range = tuple(contrast_range)
-        self.saturation_range = tuple(saturation_range)
+        self.contrast_range = cast(tuple[float, float], tuple(contrast_range))
+        self.saturation_range = cast(tuple[float, float], tuple(saturation_range))
         self.hue_delta = hue_delta
 
     def _contrast(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -127,6 +128,8 @@ class RandomScale:
         self.base = None if base is None else _pair(tuple(base), "resize base")
 
     def _base_size(self, s: float, h: int, w: int) -> tuple[int, int]:
+        if self.base is None:
+            raise ValueError("RandomScale._base_size needs a resize base")
         tw, th = int(self.base[0] * s), int(self.base[1] * s)
         f = min(max(tw, th) / max(h, w), min(tw, th) / min(h, w))
         return max(1, int(h * f + 0.5)), max(1, int(w * f + 0.5))
@@ -147,6 +150,7 @@ class RandomScale:
             lab = F.interpolate(lab, size=size, mode="nearest")
             out = np.clip(np.rint(img[0].permute(1, 2, 0).numpy()), 0, 255).astype(np.uint8)
             return out, lab[0, 0].numpy().astype(np.int64)
+        kw: dict[str, Any]
         if math.floor(h * s) >= 1 and math.floor(w * s) >= 1:
             kw = {"scale_factor": s}
         else:  # a tiny image would collapse to 0 pixels; keep at least one
@@ -291,7 +295,7 @@ class Normalize:
 
 def _mean_fill(mean: Sequence[float]) -> tuple[float, float, float]:
     """The 0..255 colour that normalises to 0: the authors' zero padding of the normalised image."""
-    return tuple(float(m) * 255.0 for m in mean)
+    return cast(tuple[float, float, float], tuple(float(m) * 255.0 for m in mean))
 
 
 def train_transforms(

@@ -65,7 +65,7 @@ ROOT/                               (the VOC2012 folder; VOCdevkit/VOC2012 also 
     def __init__(self, root: str | os.PathLike, split: str = "trainaug", transform: Callable | None = None):
         super().__init__(root, split, transform)
         self.check_split(self.SPLITS)
-        self.require_root()
+        self.root = self.require_root()
         self.root = _find_root(self.root, ("VOC2012", "VOCdevkit/VOC2012"))
         image_dir = self.require_dir(self.root / "JPEGImages", "JPEGImages")
         label_dir = self.root / "SegmentationClassAug"
@@ -78,14 +78,13 @@ ROOT/                               (the VOC2012 folder; VOCdevkit/VOC2012 also 
         self.files = [(str(image_dir / f"{s}.jpg"), str(label_dir / f"{s}.png")) for s in stems]
 
     def _split_file(self) -> Path:
+        root = self.require_root()  # checked in __init__; narrows the type
         names = (
             ("trainaug", "train_aug", "aug")
             if self.split in ("trainaug", "train_aug", "aug")
             else (self.split,)
         )
-        candidates = [
-            d / f"{n}.txt" for n in names for d in (self.root / "ImageSets" / "Segmentation", self.root)
-        ]
+        candidates = [d / f"{n}.txt" for n in names for d in (root / "ImageSets" / "Segmentation", root)]
         for c in candidates:
             if c.is_file():
                 return c
@@ -130,7 +129,7 @@ ROOT/                                    (the VOC2010 folder; VOCdevkit/VOC2010 
         # VOC colours: the first 20 Context classes are the VOC object classes in VOC order.
         self.PALETTE = voc_palette(61)[0 if include_background else 1 :][: len(self.CLASSES)]
         self.check_split(self.SPLITS)
-        self.require_root()
+        self.root = self.require_root()
         self.root = _find_root(self.root, ("VOC2010", "VOCdevkit/VOC2010"))
         image_dir = self.require_dir(self.root / "JPEGImages", "JPEGImages")
         label_dir = self.require_dir(self.root / "SegmentationClassContext", "SegmentationClassContext")

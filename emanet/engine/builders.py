@@ -6,6 +6,9 @@ the same validation data and the same device rules.
 
 from __future__ import annotations
 
+from collections.abc import Sized
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -13,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import (
     InfiniteSampler,
+    SegmentationDataset,
     SkipBadSamples,
     build_dataset,
     collate_skip,
@@ -56,7 +60,7 @@ def micro_batch_size(cfg: Config, world_size: int) -> int:
     return t.batch_size // per_step
 
 
-def build_train_set(cfg: Config) -> Dataset:
+def build_train_set(cfg: Config) -> SegmentationDataset | SkipBadSamples:
     """The training split with the recipe's augmentation (wrapped in `SkipBadSamples` when
     `data.skip_bad_samples`; the wrapper passes num_classes, CLASSES and PALETTE through)."""
     data = cfg.data
@@ -99,9 +103,8 @@ def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Modul
                 m.momentum = cfg.model.bn_momentum
     if model.aux_head is not None and cfg.train.aux_weight == 0:
         model.aux_head.requires_grad_(False)  # no loss reaches it; DDP would report it unused
-    if cfg.model.sync_bn:
-        model = convert_sync_batchnorm(model, device)
-    return model.to(device)
+    out: nn.Module = convert_sync_batchnorm(model, device) if cfg.model.sync_bn else model
+    return out.to(device)
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:
@@ -117,7 +120,7 @@ def build_train_loader(
     """An endless, seeded loader over this rank's share; from `start_iter` it yields what an
     uninterrupted run would have yielded next (bit-identical resume)."""
     sampler = InfiniteSampler(
-        len(dataset),
+        len(cast(Sized, dataset)),  # a map-style dataset: torch's Dataset type does not declare __len__
         seed=cfg.train.seed,
         shuffle=True,
         rank=rank,
@@ -136,7 +139,9 @@ def build_train_loader(
     )
 
 
-def build_val_loader(cfg: Config, rank: int = 0, world_size: int = 1) -> tuple[Dataset, DataLoader]:
+def build_val_loader(
+    cfg: Config, rank: int = 0, world_size: int = 1
+) -> tuple[SegmentationDataset | SkipBadSamples, DataLoader]:
     """The validation dataset and a loader over this rank's share of it."""
     data = cfg.data
     dataset = build_dataset(

@@ -120,14 +120,17 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
         centred = x - mean.view(1, -1, 1, 1)
         var = differentiable_all_reduce((centred * centred).sum(dims)) / count
         if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                momentum = (
-                    self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+            if tracked is None or running_mean is None or running_var is None:
+                raise RuntimeError(
+                    f"{type(self).__name__} has track_running_stats=True but no running statistics buffers"
                 )
+            with torch.no_grad():
+                tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(tracked)
                 unbiased = var * (count / (count - 1).clamp_min(1))
-                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
-                self.running_var.mul_(1 - momentum).add_(unbiased.detach(), alpha=momentum)
+                running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                running_var.mul_(1 - momentum).add_(unbiased.detach(), alpha=momentum)
         out = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
         if self.affine:
             out = out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)

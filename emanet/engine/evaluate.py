@@ -138,7 +138,7 @@ def infer_probs(
 
     image: (B, 3, H, W) -> (B, num_classes, H, W)."""
     h, w = image.shape[-2:]
-    total = None
+    total: torch.Tensor | None = None
     for scale in scales:
         if scale == 1.0:
             scaled = image
@@ -154,6 +154,8 @@ def infer_probs(
                 logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=align_corners)
             probs = logits.softmax(1)
             total = probs if total is None else total + probs
+    if total is None:
+        raise ValueError("scales is empty; give at least one scale, e.g. [1.0]")
     return total / (len(scales) * (2 if flip else 1))
 
 

@@ -23,9 +23,10 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .._version import __version__
@@ -116,13 +117,13 @@ class Trainer:
         self._clock_start: float | None = None
         self.skipped: list[tuple[str, str]] = []
         checkpoint, path = self._find_resume(resume)
+        earlier = latest_checkpoint(self.ckpt_dir)
         if checkpoint is not None:
             self._load_state(checkpoint, path)
-        elif latest_checkpoint(self.ckpt_dir) is not None:
+        elif earlier is not None:
             raise ValueError(
                 f"{self.run_dir.path} already holds checkpoints of an earlier run "
-                f"({latest_checkpoint(self.ckpt_dir).name}); pass --resume to continue it, or choose "
-                "another output_dir"
+                f"({earlier.name}); pass --resume to continue it, or choose another output_dir"
             )
         self.ddp = wrap_ddp(self.model, self.device, self.dist.world_size)
 
@@ -279,7 +280,9 @@ class Trainer:
             last = micro == t.accumulate - 1
             # no gradient all-reduce until the last micro-batch
             sync = (
-                self.ddp.no_sync() if (not last and self.ddp is not self.model) else contextlib.nullcontext()
+                self.ddp.no_sync()
+                if (not last and isinstance(self.ddp, DistributedDataParallel))
+                else contextlib.nullcontext()
             )
             with sync:
                 with autocast_context(self.device, t.amp):
@@ -332,7 +335,7 @@ class Trainer:
             "iteration": iteration,
             "rng": rng,
             "config": config_to_dict(self.cfg),
-            "model_config": dict(self.model.config),
+            "model_config": dict(cast(dict[str, Any], self.model.config)),
             "class_names": self.class_names,
             "palette": self.palette,
             "emanet_version": __version__,

@@ -22,6 +22,8 @@ No autograd. Under torch.compile the core is one custom op, `torch.ops.emanet.fa
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -65,7 +67,7 @@ def _mm_nt(
     reads as it is, so neither layout of the features is ever copied. Elsewhere `torch.mm`.
     """
     if (
-        _HAS_ONEDNN_LINEAR
+        _linear_pointwise is not None  # _HAS_ONEDNN_LINEAR
         and a.device.type == "cpu"
         and a.dtype in _ONEDNN_DTYPES
         and a.dtype == b.dtype
@@ -309,6 +311,13 @@ class FusedEMAU(nn.Module):
         `return_attention=True` also (B, K, H, W) responsibilities.
     """
 
+    # Buffers, registered in __init__.
+    bases: torch.Tensor
+    in_weight: torch.Tensor
+    in_bias: torch.Tensor | None
+    out_weight: torch.Tensor
+    out_bias: torch.Tensor | None
+
     def __init__(self, unit: EMAU) -> None:
         super().__init__()
         if not self.applies_to(unit):
@@ -330,7 +339,7 @@ class FusedEMAU(nn.Module):
             self.register_buffer("out_bias", None if out_bias is None else out_bias.detach().clone())
 
     @staticmethod
-    def applies_to(unit: nn.Module) -> bool:
+    def applies_to(unit: nn.Module) -> TypeGuard[EMAU]:
         """Whether `unit` is an EMAU this class can replace."""
         if not isinstance(unit, EMAU) or not (_plain_1x1(unit.conv_in) and _plain_1x1(unit.conv_out)):
             return False

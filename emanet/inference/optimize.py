@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,7 +56,7 @@ def _fold_into(conv: nn.Conv2d, bn: _BatchNorm) -> None:
     conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
 
 
-def _last_conv(module: nn.Module) -> nn.Conv2d | None:
+def _last_conv(module: nn.Module | None) -> nn.Conv2d | None:
     # A deep stem is a Sequential ending in a conv whose BN is the ResNet's bn1.
     if isinstance(module, nn.Sequential) and len(module) > 0:
         module = module[-1]
@@ -125,7 +127,7 @@ def _cast_conv_weights(model: nn.Module, dtype: torch.dtype) -> int:
     return cast
 
 
-def _to_float32(out):
+def _to_float32(out: Any) -> Any:
     if isinstance(out, torch.Tensor):
         return out.float() if out.is_floating_point() else out
     if isinstance(out, dict):
@@ -145,7 +147,13 @@ class InferenceModel(nn.Module):
         images (B, C, H, W) -> what the wrapped model returns (logits (B, classes, H, W), ...).
     """
 
-    def __init__(self, model: nn.Module, precision: str, channels_last: bool, compiled=None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        precision: str,
+        channels_last: bool,
+        compiled: Callable[..., Any] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.precision = precision
@@ -153,7 +161,7 @@ class InferenceModel(nn.Module):
         # Kept out of the submodules (torch.compile returns a Module): `model` holds the weights once.
         self.__dict__["_compiled"] = compiled
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         # Anything else (num_classes, name, config, decode_head, ...) comes from the wrapped
         # model, so code written for a Segmentor keeps working.
         try:
@@ -161,14 +169,14 @@ class InferenceModel(nn.Module):
         except AttributeError:
             return getattr(super().__getattr__("model"), name)
 
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> InferenceModel:
         if mode:
             raise RuntimeError(
                 "an InferenceModel (optimize_for_inference) cannot be trained; train the original"
             )
         return super().train(False)
 
-    def forward(self, images: torch.Tensor, *args, **kwargs):
+    def forward(self, images: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         device_type = images.device.type
@@ -180,7 +188,7 @@ class InferenceModel(nn.Module):
                 return _to_float32(fn(images, *args, **kwargs))
 
 
-def _frozen_compilation(enabled: bool):
+def _frozen_compilation(enabled: bool) -> contextlib.AbstractContextManager[Any]:
     """Inductor's freezing for the compilations that happen inside this context.
 
     torch.compile compiles at the first call (and again for a new input size), and freezing is
@@ -237,7 +245,8 @@ def optimize_for_inference(
         fold_conv_bn(inner)
     fuse_ema_units(inner)
     if channels_last:
-        inner = inner.to(memory_format=torch.channels_last)
+        # Module.to(memory_format=...) works, but torch's stubs omit the keyword.
+        inner = inner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if precision == "fp32" and not compile and device.type == "cpu":
             _pack_convs(inner)
     if precision != "fp32":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -139,7 +139,7 @@ class Conv1x1AsLinear(_PackedWeightConv):
     """
 
     @staticmethod
-    def applies_to(conv: nn.Module) -> bool:
+    def applies_to(conv: nn.Module) -> TypeGuard[nn.Conv2d]:
         return (
             type(conv) is nn.Conv2d
             and conv.kernel_size == (1, 1)
@@ -171,7 +171,7 @@ class PackedConv2d(_PackedWeightConv):
     """
 
     @staticmethod
-    def applies_to(conv: nn.Module) -> bool:
+    def applies_to(conv: nn.Module) -> TypeGuard[nn.Conv2d]:
         return (
             type(conv) is nn.Conv2d
             and not Conv1x1AsLinear.applies_to(conv)

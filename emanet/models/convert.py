@@ -31,12 +31,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 from .convert_imagenet import BACKBONE_LAYOUTS, detect_backbone_layout, export_backbone, load_backbone_weights
 from .registry import create_model
 from .resnet import DEPTHS
 from .segmentor import Segmentor
-from .weights import KeyMap, export_mapped, load_mapped, read_checkpoint, unwrap_state_dict
+from .weights import (
+    CheckpointSource,
+    KeyMap,
+    export_mapped,
+    load_mapped,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 
 __all__ = [
     "load_official",
@@ -124,7 +132,7 @@ def _check_classes(num_classes: int | None, found: int, key: str, source: str) -
     return found
 
 
-def load_official(path_or_obj, num_classes: int | None = None) -> Segmentor:
+def load_official(path_or_obj: CheckpointSource, num_classes: int | None = None) -> Segmentor:
     """The authors' EMANet checkpoint as our model, in eval mode.
 
     Args:
@@ -164,10 +172,14 @@ def load_official(path_or_obj, num_classes: int | None = None) -> Segmentor:
     return model.eval()
 
 
-def _mmseg_meta(obj: Mapping, classes: int, source: str):
+def _mmseg_meta(
+    obj: Mapping[str, Any], classes: int, source: str
+) -> tuple[list[str] | None, list[list[int]] | None]:
     """Class names and palette from an OpenMMLab `meta` (0.x: CLASSES/PALETTE; 1.x: dataset_meta)."""
-    meta = obj.get("meta") if isinstance(obj.get("meta"), Mapping) else {}
-    dataset_meta = meta.get("dataset_meta") if isinstance(meta.get("dataset_meta"), Mapping) else {}
+    meta_value = obj.get("meta")
+    meta: Mapping[str, Any] = meta_value if isinstance(meta_value, Mapping) else {}
+    dataset_value = meta.get("dataset_meta")
+    dataset_meta: Mapping[str, Any] = dataset_value if isinstance(dataset_value, Mapping) else {}
     names = meta.get("CLASSES") or dataset_meta.get("classes")
     palette = meta.get("PALETTE") or dataset_meta.get("palette")
     if names is not None:
@@ -184,7 +196,7 @@ def _mmseg_meta(obj: Mapping, classes: int, source: str):
     return names, palette
 
 
-def load_mmseg(path_or_obj, num_classes: int | None = None) -> Segmentor:
+def load_mmseg(path_or_obj: CheckpointSource, num_classes: int | None = None) -> Segmentor:
     """OpenMMLab's EMANet checkpoint as our model, in eval mode.
 
     Args:
@@ -246,7 +258,7 @@ def load_mmseg(path_or_obj, num_classes: int | None = None) -> Segmentor:
     return model.eval()
 
 
-def export_official(model: Segmentor, num_batches_tracked: bool = True) -> dict:
+def export_official(model: Segmentor, num_batches_tracked: bool = True) -> dict[str, Any]:
     """`model`'s weights as the authors' state dict (the value of their `'net'` key).
 
     Raises ValueError when the model has parts the authors' network lacks (aux head,
@@ -255,6 +267,6 @@ def export_official(model: Segmentor, num_batches_tracked: bool = True) -> dict:
     return export_mapped(model, OFFICIAL_KEYMAP, "authors' EMANet", num_batches_tracked)
 
 
-def export_mmseg(model: Segmentor, num_batches_tracked: bool = True) -> dict:
+def export_mmseg(model: Segmentor, num_batches_tracked: bool = True) -> dict[str, Any]:
     """`model`'s weights as an OpenMMLab EMANet state dict (the value of its `'state_dict'` key)."""
     return export_mapped(model, MMSEG_KEYMAP, "OpenMMLab EMANet", num_batches_tracked)

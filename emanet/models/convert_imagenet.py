@@ -19,12 +19,13 @@ backbone has no use for it. Everything else must match exactly unless `strict=Fa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 from torch import nn
 
 from .resnet import DEPTHS
-from .weights import KeyMap, export_mapped, load_mapped, read_checkpoint, unwrap_state_dict
+from .weights import CheckpointSource, KeyMap, export_mapped, load_mapped, read_checkpoint, unwrap_state_dict
 from .zoo import imagenet_backbone_file
 
 __all__ = [
@@ -117,7 +118,9 @@ def _file_depth(state_dict: Mapping) -> int | None:
     return None
 
 
-def load_backbone_weights(backbone: nn.Module, path_or_obj, strict: bool = True) -> list[str]:
+def load_backbone_weights(
+    backbone: nn.Module, path_or_obj: CheckpointSource, strict: bool = True
+) -> list[str]:
     """Load ImageNet weights into a `ResNet` backbone; the layout is detected from the keys.
 
     Accepts torchvision `resnet*.pth`, timm ResNet state dicts (also `.safetensors`),
@@ -137,7 +140,8 @@ def load_backbone_weights(backbone: nn.Module, path_or_obj, strict: bool = True)
         The skipped tensors (empty when strict).
     """
     if isinstance(path_or_obj, str) and path_or_obj == "imagenet":
-        path_or_obj = imagenet_backbone_file(backbone.stem_type, backbone.depth)
+        # A `ResNet`'s plain attributes (nn.Module's stubs type unknown attributes as Tensor | Module).
+        path_or_obj = imagenet_backbone_file(cast(str, backbone.stem_type), cast(int, backbone.depth))
     obj, source = read_checkpoint(path_or_obj)
     state_dict = _strip_prefix(unwrap_state_dict(obj, source), "backbone.")
     layout, stem = detect_backbone_layout(state_dict, source)

@@ -9,6 +9,8 @@ OpenMMLab's decode heads) and a 1×1 classifier with bias.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 from torch import nn
 
@@ -145,6 +147,17 @@ class EMAHead(DecodeHead):
 
     def context(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc1(self.emau(self.fc0(x)))
+
+    @overload
+    def forward(self, x: torch.Tensor, return_attention: Literal[False] = ...) -> torch.Tensor: ...
+    @overload
+    def forward(
+        self, x: torch.Tensor, return_attention: Literal[True]
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @overload
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = ...
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
     def forward(
         self, x: torch.Tensor, return_attention: bool = False

@@ -8,19 +8,27 @@ registry loads backbone weights through it).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from . import zoo  # the module, so the table can be swapped (tests, mirrors)
 from .convert import load_mmseg
 from .registry import create_model
 from .segmentor import Segmentor
-from .weights import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, read_pretrained, save_pretrained
+from .weights import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    StrPath,
+    load_state_dict_strict,
+    read_pretrained,
+    save_pretrained,
+)
 
 __all__ = ["from_pretrained", "save_pretrained", "load_state_dict_strict", "CONFIG_NAME", "WEIGHTS_NAME"]
 
 _NOT_MODEL_OPTIONS = ("name", "num_classes", "format_version", "class_names", "palette")
 
 
-def _from_directory(directory, overrides: dict) -> Segmentor:
+def _from_directory(directory: StrPath, overrides: dict[str, Any]) -> Segmentor:
     config, state_dict, source = read_pretrained(directory)
     kwargs = {k: v for k, v in config.items() if k not in _NOT_MODEL_OPTIONS}
     kwargs.update(overrides)
@@ -31,7 +39,7 @@ def _from_directory(directory, overrides: dict) -> Segmentor:
     return model.eval()
 
 
-def from_pretrained(name_or_path, **overrides) -> Segmentor:
+def from_pretrained(name_or_path: StrPath, **overrides: Any) -> Segmentor:
     """Load a pretrained model, in eval mode.
 
     Args:
@@ -58,7 +66,7 @@ def from_pretrained(name_or_path, **overrides) -> Segmentor:
     return _from_directory(path, overrides)
 
 
-def _rebuilt(model: Segmentor, overrides: dict) -> Segmentor:
+def _rebuilt(model: Segmentor, overrides: dict[str, Any]) -> Segmentor:
     """The same weights in a model built with inference-only `overrides` (e.g. eval_iters)."""
     kwargs = {k: v for k, v in model.config.items() if k not in _NOT_MODEL_OPTIONS}
     new = create_model(model.config["name"], model.config["num_classes"], **{**kwargs, **overrides})

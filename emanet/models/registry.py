@@ -10,10 +10,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+from typing import TYPE_CHECKING, Any
 
 from .heads import HEADS, FCNHead
 from .resnet import ResNet
 from .segmentor import Segmentor
+
+if TYPE_CHECKING:
+    from .weights import CheckpointSource
 
 __all__ = [
     "create_model",
@@ -54,7 +58,9 @@ def model_options(name: str) -> list[str]:
     return sorted(set(_COMMON_DEFAULTS) | _head_options(head))
 
 
-def build_segmentor(head: str, depth: int, num_classes: int, name: str | None = None, **options) -> Segmentor:
+def build_segmentor(
+    head: str, depth: int, num_classes: int, name: str | None = None, **options: Any
+) -> Segmentor:
     """Build backbone + head from options (see `model_options`)."""
     if head not in HEADS:
         raise ValueError(f"head={head!r} is not valid; choose one of {', '.join(HEADS)}")
@@ -113,7 +119,7 @@ def register_model(name: str, head: str, depth: int, doc: str = "") -> None:
     _MODELS[name] = _Entry(head, depth, doc)
 
 
-def _jsonable(options: dict) -> dict:
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
 
@@ -126,9 +132,9 @@ def list_models(pattern: str | None = None) -> list[str]:
 def create_model(
     name: str,
     num_classes: int = 21,
-    backbone_weights=None,
+    backbone_weights: CheckpointSource | None = None,
     backbone_weights_strict: bool = True,
-    **overrides,
+    **overrides: Any,
 ) -> Segmentor:
     """Create a registered model.
 

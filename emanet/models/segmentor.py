@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .heads import EMAHead
+
+if TYPE_CHECKING:
+    from .weights import StrPath
 
 __all__ = ["Segmentor"]
 
@@ -30,6 +34,10 @@ class Segmentor(nn.Module):
     Shapes:
         images (B, in_channels, H, W) -> logits (B, num_classes, H, W).
     """
+
+    # Set by the loaders (`from_pretrained`, `load_official`, `load_mmseg`), absent otherwise.
+    class_names: list[str] | None
+    palette: list[list[int]] | None
 
     def __init__(
         self,
@@ -66,7 +74,7 @@ class Segmentor(nn.Module):
     def name(self) -> str:
         return self.config.get("name", type(self).__name__)
 
-    def _upsample(self, x: torch.Tensor, size) -> torch.Tensor:
+    def _upsample(self, x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
 
     def forward(
@@ -95,7 +103,8 @@ class Segmentor(nn.Module):
                 f"{self.name} has a {type(self.decode_head).__name__}, which has no EM attention "
                 "maps; return_attention needs an EMAHead (emanet_* models)"
             )
-        if return_aux and self.aux_head is None:
+        aux_head = self.aux_head
+        if return_aux and aux_head is None:
             raise ValueError(f"{self.name} has no auxiliary head; create it with aux_head=True")
         size = images.shape[-2:]
         features = self.backbone(images)
@@ -107,13 +116,18 @@ class Segmentor(nn.Module):
         if not (return_aux or return_attention):
             return logits
         out = {"out": logits}
-        if return_aux:
-            out["aux"] = self._upsample(self.aux_head(features[2]), size)
+        if aux_head is not None and return_aux:
+            out["aux"] = self._upsample(aux_head(features[2]), size)
         if return_attention:
             out["attention"] = attention
         return out
 
-    def save_pretrained(self, directory, class_names=None, palette=None) -> None:
+    def save_pretrained(
+        self,
+        directory: StrPath,
+        class_names: Sequence[str] | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         """Write `directory/config.json` and `directory/model.safetensors` (atomically)."""
         from .weights import save_pretrained
 

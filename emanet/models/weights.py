@@ -18,9 +18,9 @@ import os
 import pickle
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
@@ -95,6 +95,11 @@ IDENTITY = KeyMap([("", "")])
 # ---------------------------------------------------------------------------------------------
 
 
+# A file system path, and what `read_checkpoint` accepts: a path or an already-loaded dict.
+StrPath: TypeAlias = "str | os.PathLike[str]"
+CheckpointSource: TypeAlias = "str | os.PathLike[str] | Mapping[str, Any]"
+
+
 def _corrupt(path: Path, why: str) -> ValueError:
     return ValueError(
         f"{path} is not a readable PyTorch checkpoint ({why}); the file is truncated or corrupt: "
@@ -102,7 +107,7 @@ def _corrupt(path: Path, why: str) -> ValueError:
     )
 
 
-def read_checkpoint(path_or_obj) -> tuple[Mapping, str]:
+def read_checkpoint(path_or_obj: CheckpointSource) -> tuple[Mapping, str]:
     """Load a checkpoint safely.
 
     Args:
@@ -286,7 +291,12 @@ def export_mapped(
 # ---------------------------------------------------------------------------------------------
 
 
-def save_pretrained(model: nn.Module, directory, class_names=None, palette=None) -> Path:
+def save_pretrained(
+    model: nn.Module,
+    directory: StrPath,
+    class_names: Sequence[str] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+) -> Path:
     """Write `model` (made by `create_model`, so it has `.config`) to `directory`; returns it.
 
     Both files are written atomically; the weights first, so a crash never leaves a config.json
@@ -314,7 +324,7 @@ def save_pretrained(model: nn.Module, directory, class_names=None, palette=None)
     return directory
 
 
-def read_pretrained(directory) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+def read_pretrained(directory: StrPath) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
     """(config, state dict, weights path for messages) of a `save_pretrained` directory."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,7 +40,7 @@ class NonLocal2d(nn.Module):
         self.conv_out = nn.Conv2d(inter, channels, 1, bias=False)
         self.bn_out = norm_layer(channels)
         # Zero-initialised output BN: the block starts as identity (Wang et al. §4.1).
-        nn.init.zeros_(self.bn_out.weight)
+        nn.init.zeros_(cast(torch.Tensor, self.bn_out.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape

@@ -9,6 +9,7 @@ a fused formulation of the same maths for CPU inference; this module does not kn
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -114,8 +115,9 @@ class EMAU(nn.Module):
             with torch.no_grad():
                 conv.weight.normal_(0.0, math.sqrt(2.0 / n))
         if getattr(self.bn_out, "weight", None) is not None:
-            nn.init.ones_(self.bn_out.weight)
-            nn.init.zeros_(self.bn_out.bias)
+            # norm_layer is any module type: its affine parameters are looked up by name.
+            nn.init.ones_(cast(torch.Tensor, self.bn_out.weight))
+            nn.init.zeros_(cast(torch.Tensor, self.bn_out.bias))
 
     def extra_repr(self) -> str:
         return (

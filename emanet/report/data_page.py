@@ -7,6 +7,7 @@ with HTML bars, so no plotting library is needed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def render_check_page(report: Report) -> str:
         f"<section><h2>Problems ({len(report.problems)})</h2>{problems or _note('none found')}</section>"
     )
     for s in report.splits:
-        rows = [
+        rows: list[list[Any]] = [
             ["samples", s.num_samples],
             ["read", s.num_read],
             ["without a mask file", s.num_unlabelled_files],

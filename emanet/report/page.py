@@ -155,6 +155,9 @@ class _Run:
             self.config = self._read("config.yaml", lambda p: yaml.safe_load(self.config_text))
         self.env = self._read("env.json", _read_json)
         self.has_metrics = (run_dir / "metrics.jsonl").is_file()
+        self.train: list[dict]
+        self.evals: list[dict]
+        self.bad_lines: int
         self.train, self.evals, self.bad_lines = self._read("metrics.jsonl", read_metrics) or ([], [], 0)
         self.eval = self._read("eval.json", _read_json)
         self.samples = sorted((run_dir / "samples").glob("*.npz"))[:max_samples]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -170,7 +171,7 @@ def _section_eval(run: _Run) -> str:
                 run, "eval.json", f"Showing the last evaluation during training (iteration {ev['iter']})"
             )
         )
-    rows = [
+    rows: list[list[Any]] = [
         ["mIoU", _bold(run.pct(ev.get("mIoU")))],
         ["pixel accuracy", run.pct(ev.get("pixel_acc"))],
         ["mean accuracy", run.pct(ev.get("mean_acc"))],
@@ -317,8 +318,10 @@ def _sample_html(run: _Run, path: Path) -> str:
     label = data["label"].astype(np.int64) if "label" in data else None
     name = data["name"].item() if "name" in data else path.stem
     name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
-    ids = np.unique(np.concatenate([pred.ravel(), label.ravel() if label is not None else []])).astype(int)
-    ids = [int(i) for i in ids if 0 <= i != ignore]
+    present = np.unique(np.concatenate([pred.ravel(), label.ravel() if label is not None else []])).astype(
+        int
+    )
+    ids = [int(i) for i in present if 0 <= i != ignore]
     pal = run.colors(max(ids + [0]) + 1)
     panels = [(image, "image")]
     stats = ""
