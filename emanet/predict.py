@@ -120,7 +120,7 @@ class Predictor:
         overrides = {"eval_iters": eval_iters} if eval_iters else {}
         if isinstance(model, (str, os.PathLike)):
             if Path(model).exists():
-                model, meta = load_model(model, **overrides)
+                model, meta = load_model(Path(model), **overrides)
             else:
                 model = from_pretrained(model, **overrides)
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -185,7 +185,7 @@ class Predictor:
             if (
                 pred.error is None
                 and batch
-                and (len(batch) == self.batch_size or batch[0].image.shape != pred.image.shape)
+                and (len(batch) == self.batch_size or _shape(batch[0]) != _shape(pred))
             ):
                 yield from self._run(batch, return_probs, return_attention)
                 batch = []
@@ -201,7 +201,8 @@ class Predictor:
         """(H, W, 3) uint8 images of one size -> (B, 3, H', W') float32 through `eval`'s
         transform (padding to `pad_mod`, then normalisation)."""
         blank = np.zeros(images[0].shape[:2], dtype=np.int64)
-        return torch.stack([self.transform(im, blank, None)[0] for im in images])
+        rng = np.random.default_rng(0)  # eval's transform draws nothing; the signature wants one
+        return torch.stack([self.transform(im, blank, rng)[0] for im in images])
 
     # -- internals -------------------------------------------------------------------------
     def _read(self, inputs: Any, skip_errors: bool) -> Iterator[Prediction]:
@@ -229,11 +230,13 @@ class Predictor:
     def _run(self, batch: list[Prediction], return_probs: bool, return_attention: bool) -> list[Prediction]:
         if not batch:
             return []
-        h, w = batch[0].image.shape[:2]
+        images = [_image(p) for p in batch]
+        h, w = images[0].shape[:2]
         size = self._working_size(h, w)
-        images = [p.image for p in batch]
         if size != (h, w):  # Pillow's bilinear filter widens with the scale: antialiased
-            images = [np.asarray(Image.fromarray(im).resize(size[::-1], Image.BILINEAR)) for im in images]
+            images = [
+                np.asarray(Image.fromarray(im).resize(size[::-1], Image.Resampling.BILINEAR)) for im in images
+            ]
         x = self.normalize(images).to(self.device)
         attention = None
         if self.mode == "whole" and self.scales == (1.0,) and not self.flip and return_attention:
@@ -247,7 +250,7 @@ class Predictor:
         probs = probs[:, :, : size[0], : size[1]]  # the pad_mod padding off
         for i, pred in enumerate(batch):
             pred.mask, full = _resize_argmax(probs[i], (h, w), keep=return_probs)
-            if return_probs:
+            if full is not None:
                 pred.probs = full.cpu().numpy()
             if attention is not None:
                 pred.attention = attention[i].float().cpu().numpy()
@@ -258,6 +261,16 @@ class Predictor:
             return h, w
         scale = self.max_size / max(h, w)
         return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _image(pred: Prediction) -> np.ndarray:
+    if pred.image is None:
+        raise ValueError(f"{pred.source}: no image to predict ({pred.error})")
+    return pred.image
+
+
+def _shape(pred: Prediction) -> tuple[int, ...]:
+    return _image(pred).shape
 
 
 def _resize_argmax(
@@ -283,6 +296,6 @@ def _resize_argmax(
         part = probs[:, y0[rows]] * (1 - t) + probs[:, y1[rows]] * t  # (C, n, w)
         part = F.interpolate(part[None], size=(part.shape[1], W), mode="bilinear", align_corners=False)[0]
         mask[rows] = part.argmax(0).cpu().numpy()
-        if keep:
+        if full is not None:
             full[:, rows] = part
     return mask, full

@@ -70,15 +70,20 @@ def predict_video(
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    written, out, ostream = 0, None, None
+    written = 0
+    out: Any = None  # the container and stream, opened at the first frame (its size)
+    ostream: Any = None
     tmp = dst.with_name(dst.name + ".partial" + dst.suffix)
     try:
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc=dst.name, unit="frame", disable=not progress, leave=False)
         for pred in predictor.iter_predict(frames):
+            image, mask = pred.image, pred.mask
+            if image is None or mask is None:
+                raise ValueError(f"{src}: frame {written} could not be predicted: {pred.error}")
             if out is None:
-                h, w = pred.mask.shape
+                h, w = mask.shape
                 out = av.open(str(tmp), mode="w")
                 ostream = out.add_stream(codec, rate=rate)
                 # yuv420p needs even sides: the encoder gets the frame cropped by at most 1 pixel
@@ -86,7 +91,7 @@ def predict_video(
                 ostream.pix_fmt = "yuv420p"
                 if codec == "libx264":
                     ostream.options = {"crf": "18"}
-            blend = viz.overlay(pred.image, pred.mask, predictor.palette, alpha=alpha)
+            blend = viz.overlay(image, mask, predictor.palette, alpha=alpha)
             blend = np.ascontiguousarray(blend[: ostream.height, : ostream.width])
             for packet in ostream.encode(av.VideoFrame.from_ndarray(blend, format="rgb24")):
                 out.mux(packet)

@@ -42,18 +42,19 @@ class PredictionWriter:
     def write(self, pred: Prediction, rel: Path) -> list[Path]:
         """Write the outputs of `pred` for the input at `rel`; returns the paths written."""
         written = []
-        if pred.mask.max(initial=0) < 256:
-            mask = Image.fromarray(pred.mask.astype(np.uint8), mode="P")
+        image, ids = pred.image, pred.mask
+        if image is None or ids is None:
+            raise ValueError(f"{pred.source}: nothing to write ({pred.error})")
+        if ids.max(initial=0) < 256:
+            mask = Image.fromarray(ids.astype(np.uint8), mode="P")
             mask.putpalette(self._pil_palette)
         else:  # more than 256 classes: a 16-bit grey PNG
-            mask = Image.fromarray(pred.mask.astype(np.uint16))
+            mask = Image.fromarray(ids.astype(np.uint16))
         mask.save(p := self.path_for(rel, "_mask.png"))
         written.append(p)
-        Image.fromarray(viz.colorize(pred.mask, self.palette)).save(p := self.path_for(rel, "_color.png"))
+        Image.fromarray(viz.colorize(ids, self.palette)).save(p := self.path_for(rel, "_color.png"))
         written.append(p)
-        Image.fromarray(viz.overlay(pred.image, pred.mask, self.palette)).save(
-            p := self.path_for(rel, "_overlay.png")
-        )
+        Image.fromarray(viz.overlay(image, ids, self.palette)).save(p := self.path_for(rel, "_overlay.png"))
         written.append(p)
         if self.attention and pred.attention is not None:
             up = max(1, 256 // max(pred.attention.shape[-2:]))
@@ -68,10 +69,12 @@ class PredictionWriter:
         if self.html:
             from ..report.explorer import write_explorer
 
+            if pred.probs is None or pred.attention is None:
+                raise ValueError(f"{pred.source}: the explorer page needs probabilities and attention")
             written.append(
                 write_explorer(
                     self.path_for(rel, "_explore.html"),
-                    pred.image,
+                    image,
                     pred.probs,
                     pred.attention,
                     self.class_names,

@@ -23,7 +23,7 @@ from ..data import (
     eval_transforms,
     train_transforms,
 )
-from ..models import create_model
+from ..models import Segmentor, create_model
 from .config import Config
 from .distributed import convert_sync_batchnorm
 from .stop import ignore_stop_signals
@@ -91,7 +91,7 @@ def build_train_set(cfg: Config) -> SegmentationDataset | SkipBadSamples:
     return SkipBadSamples(dataset) if data.skip_bad_samples else dataset
 
 
-def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Module:
+def build_model(cfg: Config, num_classes: int, device: torch.device) -> Segmentor:
     """`create_model` with the recipe's options, BN momentum and SyncBN, on `device`."""
     options = dict(cfg.model.options)
     if cfg.model.backbone_weights:
@@ -103,8 +103,8 @@ def build_model(cfg: Config, num_classes: int, device: torch.device) -> nn.Modul
                 m.momentum = cfg.model.bn_momentum
     if model.aux_head is not None and cfg.train.aux_weight == 0:
         model.aux_head.requires_grad_(False)  # no loss reaches it; DDP would report it unused
-    out: nn.Module = convert_sync_batchnorm(model, device) if cfg.model.sync_bn else model
-    return out.to(device)
+    out = convert_sync_batchnorm(model, device) if cfg.model.sync_bn else model
+    return cast(Segmentor, out.to(device))  # SyncBN conversion swaps layers inside, not the Segmentor
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:

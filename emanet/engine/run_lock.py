@@ -76,7 +76,7 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                self._take_over_if_stale(info["host"], info["job"])
+                self._take_over_if_stale(socket.gethostname(), os.environ.get("TORCHELASTIC_RUN_ID"))
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(info) + "\n")

@@ -23,7 +23,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -118,7 +118,7 @@ class Trainer:
         self.skipped: list[tuple[str, str]] = []
         checkpoint, path = self._find_resume(resume)
         earlier = latest_checkpoint(self.ckpt_dir)
-        if checkpoint is not None:
+        if checkpoint is not None and path is not None:
             self._load_state(checkpoint, path)
         elif earlier is not None:
             raise ValueError(
@@ -197,7 +197,7 @@ class Trainer:
             signum = stop.agreed()  # every rank, every iteration: all stop after the same one
             if signum:
                 bar.close()
-                raise TrainingStopped(signum, self._stopped(done, signum, saved))
+                raise TrainingStopped(signum, self._stopped(done, signum, bool(saved)))
             if t.eval_every and done % t.eval_every == 0 and done != t.iters:
                 self._evaluate(done, final=False)
             if stop_at is not None and done >= stop_at:
@@ -335,7 +335,7 @@ class Trainer:
             "iteration": iteration,
             "rng": rng,
             "config": config_to_dict(self.cfg),
-            "model_config": dict(cast(dict[str, Any], self.model.config)),
+            "model_config": dict(self.model.config),
             "class_names": self.class_names,
             "palette": self.palette,
             "emanet_version": __version__,

@@ -98,13 +98,12 @@ def push_to_hub(
             f"push_to_hub({repo_id!r}) needs huggingface_hub: pip install 'emanet[hub]'"
         ) from None
     class_names = getattr(model, "class_names", None)
+    config: dict[str, Any] = getattr(model, "config", {})
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(model, tmp, class_names=class_names, palette=getattr(model, "palette", None))
-        card = model_card(getattr(model, "config", {}), recipe, metrics, class_names)
+        card = model_card(config, recipe, metrics, class_names)
         (Path(tmp) / "README.md").write_text(card.replace("hf-hub:REPO", f"hf-hub:{repo_id}"))
-        api.upload_folder(
-            repo_id=repo_id, folder_path=tmp, commit_message=f"emanet: {model.config.get('name')}"
-        )
+        api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=f"emanet: {config.get('name')}")
     return str(url)
