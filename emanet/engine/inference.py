@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..models import create_model, from_pretrained
+from ..models import create_model, from_pretrained, zoo
 from ..models.weights import CONFIG_NAME, load_state_dict_strict
 from .checkpoint import latest_checkpoint, load_checkpoint
 
@@ -17,14 +17,18 @@ def load_model(path: str | Path, **overrides) -> tuple[Any, dict[str, Any]]:
     """Returns (model in eval mode, meta) where meta holds class_names, palette, mean, std.
 
     `path`: a checkpoint file iter_*.pt, a run directory (its latest checkpoint), a
-    checkpoints/ directory, or a pretrained directory. `overrides` change inference-only
-    options such as eval_iters.
+    checkpoints/ directory, a pretrained directory, or a published name / "hf-hub:ORG/NAME".
+    `overrides` change inference-only options such as eval_iters.
     """
+    text = str(path)
+    if not Path(text).exists() and (text in zoo.PRETRAINED or text.startswith("hf-hub:")):
+        model = from_pretrained(text, **overrides)  # a published name: downloaded once, cached
+        return model, {"class_names": model.class_names, "palette": model.palette}
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
             f"checkpoint {path} not found; give a checkpoint file (runs/NAME/checkpoints/iter_*.pt), "
-            "a run directory, or a pretrained directory"
+            "a run directory, a pretrained directory, or a published name (`emanet models --pretrained`)"
         )
     if path.is_dir() and (path / CONFIG_NAME).is_file():
         model = from_pretrained(path, **overrides)

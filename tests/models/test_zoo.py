@@ -198,3 +198,15 @@ def test_hub_needs_the_extra():
     except ImportError:
         with pytest.raises(ImportError, match=r"pip install 'emanet\[hub\]'"):
             emanet.from_pretrained("hf-hub:someone/emanet")
+
+
+def test_eval_and_predict_take_a_published_name(home, monkeypatch):
+    """`emanet eval/predict --checkpoint NAME` load through the table: offline, the one line
+    names the file to fetch (no network is touched)."""
+    from emanet.engine.inference import load_model
+
+    monkeypatch.setenv("EMANET_OFFLINE", "1")
+    name = next(iter(zoo.PRETRAINED))
+    with pytest.raises(FileNotFoundError) as err:
+        load_model(name)
+    assert zoo.PRETRAINED[name].url in str(err.value)
