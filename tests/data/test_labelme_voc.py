@@ -19,7 +19,7 @@ from emanet.data import build_dataset, build_loader, eval_transforms
 from emanet.data.check import check_dataset
 from emanet.data.voc import VOC_CLASSES
 from emanet.engine.config import load_config
-from emanet.engine.evaluate import evaluate
+from emanet.engine.evaluate import EvalSettings, evaluate
 
 SOURCE = Path("/usr/share/doc/labelme-examples/examples/semantic_segmentation/data_dataset_voc")
 NAMES = ["2011_000003", "2011_000006", "2011_000025"]
@@ -92,14 +92,8 @@ class _AllBackground(torch.nn.Module):
 
 def test_evaluation_on_real_images(source, voc_root):
     ds = build_dataset("voc_aug", voc_root, "val", transform=eval_transforms(pad_mod=None))
-    result = evaluate(
-        _AllBackground(),
-        build_loader(ds, batch_size=1),
-        21,
-        torch.device("cpu"),
-        class_names=list(VOC_CLASSES),
-        progress=False,
-    )
+    settings = EvalSettings(num_classes=21, class_names=tuple(VOC_CLASSES), progress=False)
+    result = evaluate(_AllBackground(), build_loader(ds, batch_size=1), settings, torch.device("cpu"))
     truth = np.concatenate([_truth(source, n).ravel() for n in NAMES])
     labelled = truth[truth != 255]
     assert result["num_images"] == 3 and result["num_pixels"] == labelled.size
