@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from emanet.engine.train import Trainer
+from emanet.engine.trainer import Trainer
 
 from emanet.data.fake import write_fake_dataset
 from emanet.engine.config import load_config
