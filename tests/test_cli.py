@@ -255,7 +255,7 @@ def test_not_a_checkpoint(tmp_path, capsys):
     text.write_text("hello")
     assert main(["predict", "--checkpoint", str(text), str(text), "--out", str(tmp_path)]) == 2
     err = _error_line(capsys)
-    assert "notes.pt" in err and "not a PyTorch checkpoint" in err
+    assert "notes.pt" in err and "not a readable PyTorch checkpoint" in err
 
 
 def test_debug_shows_traceback(tmp_path):

@@ -54,8 +54,8 @@ class ModelConfig:
 class DataConfig:
     name: str = "voc_aug"
     root: str = "data/VOCdevkit/VOC2012"
-    train_split: str = "trainaug"
-    val_split: str = "val"
+    train_split: str | None = "trainaug"  # None: every file (folder datasets without split lists)
+    val_split: str | None = "val"
     # dataset-specific keyword arguments (e.g. synthetic size/length)
     options: dict[str, Any] = field(default_factory=dict)
     crop_size: list[int] = field(default_factory=lambda: [513, 513])

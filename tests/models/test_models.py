@@ -15,7 +15,7 @@ ALL_MODELS = emanet.list_models()
 SLOW_DEPTHS = ("_r101", "_r152")
 MODELS = [pytest.param(n, marks=pytest.mark.slow) if n.endswith(SLOW_DEPTHS) else n for n in ALL_MODELS]
 # create_model options that belong to the backbone and the segmentor rather than the head.
-COMMON_OPTIONS = {"stem", "output_stride", "multi_grid", "contract_dilation", "in_channels"}
+COMMON_OPTIONS = {"stem", "output_stride", "multi_grid", "contract_dilation", "in_channels", "widths"}
 COMMON_OPTIONS |= {"aux_head", "align_corners"}
 
 
