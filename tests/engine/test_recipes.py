@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from emanet.engine.trainer import Trainer
 
 from emanet.data.fake import write_fake_dataset
 from emanet.engine.config import load_config
+from emanet.engine.trainer import Trainer
 
 RECIPES = {
     "voc_aug_r101_os8_paper": "voc_aug",
