@@ -43,6 +43,10 @@ run model_r101_2threads_default_malloc default_malloc $PY benchmarks/bench_model
   --model emanet_r101 --size 513 --rounds 5 --compile --json $OUT/model_r101_2threads_default_malloc.json
 run model_r101 $PY benchmarks/bench_model.py --threads 1 --model emanet_r101 --size 513 --rounds 3 \
   --json $OUT/model_r101.json
+run model_r101_onnx default_malloc $PY benchmarks/bench_model.py --threads 2 --model emanet_r101 --size 513 \
+  --rounds 3 --compile --onnx --json $OUT/model_r101_onnx.json
+run train_step_r50 default_malloc $PY benchmarks/bench_train_step.py --model emanet_r50 --size 256 --batch 2 \
+  --steps 5 --threads 2
 if [ ! -d "$TRAINED/checkpoints" ]; then
   $PY -m emanet train demo model.name=emanet_r101 'model.options={}' train.iters=400 train.batch_size=8 \
     train.checkpoint_every=200 output_dir="$TRAINED" --no-progress
