@@ -97,12 +97,12 @@ def preflight(cfg: Any, max_samples: int = 16) -> None:
             raise DataError(f"{_where(cfg, split)} (data.{role}_split): the {read} masks read: {fix}")
 
 
-def unlabelled_split_message(result: dict[str, Any], split: str) -> str | None:
+def unlabelled_split_message(result: dict[str, Any], split: str | None) -> str | None:
     """A one-line explanation when an evaluation counted no labelled pixel, else None.
 
     Args:
         result: the metrics of `ConfusionMatrix.compute` / `evaluate` ("num_pixels", "num_images").
-        split: the evaluated split's name.
+        split: the evaluated split's name (None: every file of a folder dataset).
     """
     if int(result.get("num_pixels", 0)) > 0:
         return None
