@@ -30,6 +30,7 @@ def test_recipe_runs_on_tiny_data(recipe, tmp_path):
             "model.options.ema_channels=16",
             "model.options.channels=16",
             "data.crop_size=[16, 16]",
+            "model.backbone_weights=null",  # the recipes' ImageNet default needs a download
             "data.num_workers=0",
             "train.iters=2",
             "train.batch_size=2",

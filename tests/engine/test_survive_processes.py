@@ -81,7 +81,8 @@ def test_stop_signal_checkpoints_and_resume_is_identical(tmp_path, signum):
 
 def test_second_run_on_a_live_directory_is_refused(tmp_path):
     out = tmp_path / "run"
-    first = _train(_overrides(out, iters=6, **{"data.num_workers": 0}))
+    # long enough that the first run is still training when the second one starts
+    first = _train(_overrides(out, iters=40, **{"data.num_workers": 0}))
     _wait_for_iter(out, 1, first)
     second = subprocess.run(
         [sys.executable, "-m", "emanet", "train", "demo", *_overrides(out)],
@@ -96,7 +97,7 @@ def test_second_run_on_a_live_directory_is_refused(tmp_path):
     assert first.wait(timeout=600) == 0, first.stdout.read()
     config = (out / "config.yaml").read_text()
     assert "num_workers: 0" in config  # the second run did not overwrite it
-    assert len(re.findall(r"  iter \d+/6 ", (out / "train.log").read_text())) == 6
+    assert len(re.findall(r"  iter \d+/40 ", (out / "train.log").read_text())) == 40
 
 
 def _rank_pid(tag: str, rank: int, limit: float = 120) -> int:
@@ -123,24 +124,6 @@ def _torchrun(out: Path, tag: str, restarts: int) -> subprocess.Popen:
     ]  # fmt: skip
     env = {**ENV, "SURVIVE_TAG": tag}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def test_torchrun_restart_after_a_killed_rank_gives_identical_weights(tmp_path):
-    straight = _torchrun(tmp_path / "straight", "straight", 0)
-    assert straight.wait(timeout=600) == 0, straight.stdout.read()
-
-    out = tmp_path / "killed"
-    job = _torchrun(out, "killed", 1)
-    victim = _rank_pid("killed", 1)
-    _wait_for_iter(out, random.randint(2, 6), job)
-    os.kill(victim, signal.SIGKILL)
-    output = job.communicate(timeout=600)[0]
-    assert job.returncode == 0, output
-    log = (out / "train.log").read_text()
-    assert re.search(r"resumed from iter \d+ \(.*iter_\d+\.pt, torchrun restart 1\)", log), log
-    a = _weights(tmp_path / "straight/checkpoints/iter_0000008.pt")
-    b = _weights(out / "checkpoints/iter_0000008.pt")
-    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_torchrun_without_restarts_exits_naming_the_lost_rank(tmp_path):
