@@ -47,6 +47,7 @@ def test_table1_head_counts_match_paper():
         assert bench.count_params(module) / 1e6 == pytest.approx(params_m, rel=0.03), method
 
 
+@pytest.mark.slow
 def test_benchmark_model_splits_backbone_and_head():
     row = bench.benchmark_model("emanet_r18", size=33, latency=True, repeats=1, warmup=0)
     assert row["params"] == row["backbone_params"] + row["head_params"]
@@ -55,6 +56,7 @@ def test_benchmark_model_splits_backbone_and_head():
     assert row["peak_mib"] > 0 and row["median_ms"] > 0
 
 
+@pytest.mark.slow
 def test_cli_scaling_json_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from emanet.cli import main
@@ -69,6 +71,7 @@ def test_cli_scaling_json_and_plot(tmp_path, capsys):
     assert png.stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_cli_models_table(capsys):
     from emanet.cli import main
 

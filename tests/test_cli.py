@@ -263,6 +263,7 @@ def test_debug_shows_traceback(tmp_path):
         main(["--debug", "eval", "demo", "--checkpoint", str(tmp_path / "nope.pt")])
 
 
+@pytest.mark.slow
 def test_python_dash_m():
     out = subprocess.run(
         [sys.executable, "-m", "emanet", "models", "emanet_r1*"], capture_output=True, text=True, check=True

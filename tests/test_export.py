@@ -26,6 +26,7 @@ def model():
     return m.eval()
 
 
+@pytest.mark.slow
 def test_onnx_matches_pytorch_with_dynamic_size(model, tmp_path):
     path = export_onnx(model, tmp_path / "m.onnx", sample_size=(64, 64))
     assert path.exists()
@@ -39,6 +40,7 @@ def test_onnx_matches_pytorch_with_dynamic_size(model, tmp_path):
         assert result["rel_l2"] < 1e-4
 
 
+@pytest.mark.slow
 def test_onnx_attention_output(model, tmp_path):
     import onnxruntime as ort
 

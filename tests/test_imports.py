@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1] / "emanet"  # read with ast; nothing is imported
 
 
@@ -87,6 +89,7 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: " + " | ".join(" <-> ".join(c) for c in cycles)
 
 
+@pytest.mark.slow
 def test_import_emanet_loads_no_inference_module():
     code = (
         "import sys, emanet; emanet.create_model; "

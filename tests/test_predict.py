@@ -56,6 +56,7 @@ def eval_predictions(model, cfg, ms_flip=False, mode=None, sample_dir=None):
         pytest.param("slide", True, marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_masks_equal_eval_predictions(tmp_path, mode, ms_flip):
     files = folder_dataset(tmp_path / "data")
     cfg = load_config(
@@ -84,6 +85,7 @@ def test_masks_equal_eval_predictions(tmp_path, mode, ms_flip):
         assert np.array_equal(pred.mask, expected[f.stem]), (mode, ms_flip, f.name)
 
 
+@pytest.mark.slow
 def test_every_kind_of_input_gives_the_same_mask(tmp_path):
     files = folder_dataset(tmp_path / "data", sizes=[(40, 56), (40, 56), (33, 45)])
     predictor = emanet.Predictor(tiny_model(), device="cpu", batch_size=2)
@@ -137,6 +139,7 @@ def test_max_size_predicts_small_and_returns_full_size():
     assert torch.allclose(full, ref, atol=1e-6) and np.array_equal(mask, ref.argmax(0).numpy())
 
 
+@pytest.mark.slow
 def test_precision_fp32_runs_through_optimize_for_inference(tmp_path):
     files = folder_dataset(tmp_path / "data", sizes=[(40, 56)])
     model = tiny_model()

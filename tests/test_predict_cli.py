@@ -31,6 +31,7 @@ def _picture(h: int, w: int, seed: int) -> Image.Image:
     return Image.fromarray(small).resize((w, h), Image.BILINEAR)
 
 
+@pytest.mark.slow
 def test_folder_tree_is_mirrored_and_bad_files_listed(tmp_path, model_dir, capsys):
     src = tmp_path / "photos"
     (src / "trip" / "day1").mkdir(parents=True)
@@ -96,6 +97,7 @@ def test_globs_and_files_with_a_text_file(tmp_path, model_dir, capsys):
         assert (out / "x" / f"same.png{suffix}").is_file()
 
 
+@pytest.mark.slow
 def test_video_in_overlay_video_out(tmp_path, model_dir, capsys):
     av = pytest.importorskip("av", reason="video needs the optional extra: pip install emanet[video]")
     from emanet.video import count_frames

@@ -165,6 +165,7 @@ def test_read_metrics_tolerates_truncated_line(tmp_path):
     assert train[-1]["iter"] == 300
 
 
+@pytest.mark.slow
 def test_report_complete_run(tmp_path):
     run = make_run_dir(tmp_path / "run")
     path = write_report(run)

@@ -51,6 +51,7 @@ def test_poly_lr_equals_the_authors_at_every_iteration_and_group():
     assert poly_lr(0.009, 29999, 30000, 0.9, 10) == 0.0
 
 
+@pytest.mark.slow
 def test_poly_lr_equals_mmengine_polylr():
     """mmengine PolyParamScheduler, chainable form, T = end - begin - 1, stepped after each iteration."""
     base, eta_min, power, iters = 0.01, 1e-4, 0.9, 80000

@@ -157,6 +157,7 @@ def test_resume_check_names_file_and_differences():
         check_resumable(model.state_dict(), "w.pt", config, [], model.state_dict())
 
 
+@pytest.mark.slow
 def test_cli_version_and_help_do_not_import_torch():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     code = (

@@ -219,6 +219,7 @@ def test_fused_bf16_input(channels_last):
     assert (out_f.float() - out_r.float()).abs().max() < 0.05 * out_r.float().abs().max()
 
 
+@pytest.mark.slow
 def test_custom_op_fake_matches_real():
     """The op that stands for the fused core in compiled graphs: its fake (tracing) outputs
     have the real shapes, dtypes and strides; schema and registrations checked by opcheck."""

@@ -53,6 +53,7 @@ def _rel_l2(a, b):
         ("fcn_r18", True),
     ],
 )
+@pytest.mark.slow
 def test_fp32_matches_plain_model(name, channels_last, images):
     torch.manual_seed(0)
     model = _randomise_bn(emanet.create_model(name, num_classes=7))
@@ -132,6 +133,7 @@ def test_reduced_precision_agrees(precision, images):
     assert _rel_l2(got, want) < 0.05
 
 
+@pytest.mark.slow
 def test_reduced_precision_stores_conv_weights_once(images):
     """bf16 conv weights are cast once, not by autocast on every forward: same logits as
     autocast over the fp32-weight model, bit for bit; fused EMA units keep fp32 weights."""
@@ -166,6 +168,7 @@ def test_bad_precision():
         optimize_for_inference(nn.Identity(), precision="int8")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("native", [False, True])
 def test_auto_precision_follows_the_capability(native, images, monkeypatch):
     """ "auto" is bf16 where bf16 is native and fp32 elsewhere; an explicit bf16 on a CPU without

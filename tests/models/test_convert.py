@@ -289,6 +289,7 @@ def test_official_wrappers(tmp_path, official, official_model, variant):
         assert_same(export_official(loaded, num_batches_tracked=False), bare)
 
 
+@pytest.mark.slow
 def test_official_resnet101_depth_from_layer3():
     sd = official_sd(depth=101, num_classes=3, counter=False, seed=7)
     model = load_official(sd)
@@ -389,6 +390,7 @@ def test_mmseg_errors(mmseg):
 # ------------------------------------------------------------------ emanet convert
 
 
+@pytest.mark.slow
 def test_cli_convert_then_from_pretrained(tmp_path, official, official_model, mmseg, mmseg_model, capsys):
     src = _save({"net": official, "step": 1}, tmp_path / "emanet_voc.pth")
     assert cli_main(["convert", "--from", "official", str(src), str(tmp_path / "voc")]) == 0

@@ -108,6 +108,7 @@ def _backbones(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_imagenet_download_verify_cache_strict_load(tmp_path, home, monkeypatch):
     files: dict[str, bytes] = {}
     with _Server(files) as server:
@@ -136,6 +137,7 @@ def test_unknown_combination_lists_what_exists(home):
         zoo.imagenet_backbone_file("deep", 18)
 
 
+@pytest.mark.slow
 def test_full_model_by_name(tmp_path, home, monkeypatch):
     model = emanet.create_model("emanet_r50", 19, stem="deep_v1c", multi_grid=None, concat_input=True)
     sd = mmseg_sd(50, 19)
