@@ -44,7 +44,7 @@ from .builders import (
 )
 from .checkpoint import latest_checkpoint, save_best, save_checkpoint
 from .config import Config, config_to_dict
-from .determinism import restore_determinism, set_deterministic
+from .determinism import DeterminismState, restore_determinism, set_deterministic
 from .distributed import init_distributed, is_dist
 from .evaluate import EvalSettings, evaluate
 from .losses import build_loss
@@ -90,7 +90,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir.checkpoints
         # first, before any work: a second live run in this directory is refused here
         self.lock, leftovers = lock_run_dir(self.run_dir.path, self.ckpt_dir, self.dist)
-        self._determinism = None
+        self._determinism: DeterminismState | None = None  # the switches to restore at close
         if leftovers:
             self.run_dir.say(leftovers)
         try:
@@ -270,15 +270,8 @@ class Trainer:
 
     def _set_lr(self, iteration: int) -> float:
         t = self.cfg.train
-        lr = poly_lr(
-            t.lr,
-            iteration,
-            t.iters,
-            t.poly_power,
-            t.lr_update_every,
-            eta_min=t.poly_eta_min,
-            style=t.lr_schedule,
-        )
+        # the same value on every rank, from the iteration alone (resume-safe)
+        lr = poly_lr(t.lr, iteration, t.iters, t.poly_power, t.lr_update_every, t.poly_eta_min, t.lr_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
