@@ -14,7 +14,7 @@ from ..fileio import atomic_write
 from ..models.weights import read_checkpoint
 from .storage import CheckpointWriteError, check_free_space, write_error_cause
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints"]
+__all__ = ["save_checkpoint", "save_best", "load_checkpoint", "latest_checkpoint", "list_checkpoints"]
 
 _PATTERN = re.compile(r"iter_(\d+)\.pt$")
 
@@ -45,22 +45,40 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path, iteration: int
     path = directory / f"iter_{iteration:07d}.pt"
     directory.mkdir(parents=True, exist_ok=True)
     earlier = list_checkpoints(directory)
-    if earlier:
-        check_free_space(directory, earlier[-1].stat().st_size, f"checkpoint {path}")
+    _write(state, path, earlier[-1] if earlier else None)
+    if keep > 0:
+        for old in list_checkpoints(directory)[:-keep]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def save_best(state: dict[str, Any], path: str | Path) -> Path:
+    """Write the best checkpoint `path` (RUN/best.pt) atomically, replacing the previous best.
+
+    It lives outside checkpoints/ and is not named iter_*.pt, so the keep-last-k pruning and
+    `latest_checkpoint` never see it. Raises `CheckpointWriteError` as `save_checkpoint`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(state, path, path if path.is_file() else None)
+    return path
+
+
+def _write(state: dict[str, Any], path: Path, earlier: Path | None) -> None:
+    """torch.save `state` to `path` atomically; `earlier` (kept on failure) sizes the space check."""
+    directory = path.parent
+    if earlier is not None:
+        check_free_space(directory, earlier.stat().st_size, f"checkpoint {path}")
     try:
         # through a Python file object, so that a full disk surfaces as OSError(ENOSPC)
         with atomic_write(path) as tmp, open(tmp, "wb") as f:
             torch.save(state, f)
     except (OSError, RuntimeError) as e:
-        kept = f"the earlier checkpoint {earlier[-1].name} is intact" if earlier else "no earlier checkpoint"
+        kept = f"the earlier checkpoint {earlier.name} is intact" if earlier else "no earlier checkpoint"
         raise CheckpointWriteError(
             f"could not write checkpoint {path}: {write_error_cause(e, directory)}; the partial file "
             f"was removed and {kept}; free space or fix the directory, then resume with --resume"
         ) from e
-    if keep > 0:
-        for old in list_checkpoints(directory)[:-keep]:
-            old.unlink(missing_ok=True)
-    return path
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -110,6 +110,15 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     eval_every: int = 0  # 0: evaluate once at the end
+    # RUN/best.pt follows this metric: "mIoU" (the raw weights) or "ema_mIoU" (needs ema_decay)
+    best_metric: str = "mIoU"
+    # stop after this many evaluations in a row without a new best (> best + min_delta); 0: off
+    early_stop_patience: int = 0
+    early_stop_min_delta: float = 0.0
+    # moving average of the weights (timm's ModelEma), evaluated and exported beside them; null: off
+    ema_decay: float | None = None
+    # deterministic algorithms, cuDNN benchmark off, CUBLAS_WORKSPACE_CONFIG (slower on CUDA)
+    deterministic: bool = False
     tensorboard: bool = False
     device: str = "auto"  # auto | cpu | cuda
 
@@ -142,6 +151,7 @@ _CHOICES = {
     "train.lr_schedule": ("authors", "mmengine"),
     "data.pipeline": ("authors", "openmmlab"),
     "train.loss_normalize": ("all_pixels", "valid_pixels"),
+    "train.best_metric": ("mIoU", "ema_mIoU"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.mode": ("whole", "slide"),
 }

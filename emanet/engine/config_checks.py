@@ -23,6 +23,9 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.checkpoint_every": (0, None, True, True),
     "train.keep_checkpoints": (0, None, True, True),
     "train.eval_every": (0, None, True, True),
+    "train.early_stop_patience": (0, None, True, True),
+    "train.early_stop_min_delta": (0, None, True, True),
+    "train.ema_decay": (0, 1, False, False),
     "train.momentum": (0, 1, True, True),
     "train.weight_decay": (0, None, True, True),
     "train.poly_power": (0, None, True, True),
@@ -111,4 +114,12 @@ def config_problems(cfg: Any) -> list[str]:
         )
     if t.ohem_aux is True and t.ohem is False:
         problems.append("train.ohem_aux=true needs train.ohem=true (OHEM on the main head too)")
+    if t.best_metric == "ema_mIoU" and t.ema_decay is None:
+        problems.append("train.best_metric='ema_mIoU' needs train.ema_decay (e.g. 0.999)")
+    patience_ok = not typed_wrong & {"train.early_stop_patience", "train.eval_every"}
+    if patience_ok and t.early_stop_patience > 0 and t.eval_every <= 0:
+        problems.append(
+            f"train.early_stop_patience={t.early_stop_patience} needs train.eval_every > 0 "
+            "(it counts the evaluations during training)"
+        )
     return problems

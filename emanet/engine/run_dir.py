@@ -8,7 +8,8 @@
 
 Layout: config.yaml (resolved), env.json, metrics.jsonl (one JSON record a line), train.log
 (the lines `say` printed, time-stamped), run.lock (while a run is live, see `RunLock`),
-eval.json, skipped.txt, optional tensorboard/; the trainer adds checkpoints/ and samples/.
+eval.json, skipped.txt, optional tensorboard/; the trainer adds checkpoints/, best.pt,
+samples/, model/ and model_ema/.
 Only the main process writes (`enabled`); on other ranks every method does nothing.
 """
 

@@ -1,16 +1,20 @@
 """What a run does around its loop so that it survives: one run per directory (agreed by all
-ranks), leftovers of killed writes removed, torchrun restarts resumed, and a lost rank named.
+ranks), leftovers of killed writes removed, torchrun restarts resumed (`find_resume`), a lost
+rank named, and a NaN/Inf loss stopped on every rank before the update (`stop_if_diverged`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from .checkpoint import latest_checkpoint, load_checkpoint
 from .distributed import DistInfo, all_reduce_sum
 from .run_lock import RunLock, pid_alive
 from .storage import mib, remove_stale_temporaries
@@ -91,3 +95,39 @@ def lost_rank_message(info: DistInfo, iteration: int, error: BaseException, last
         f"rank {info.rank}: {who} died during iteration {iteration + 1} ({first}); stopping instead of "
         f"waiting. {kept}: rerun with --resume, or run under torchrun --max-restarts N to resume by itself"
     )
+
+
+def find_resume(resume: bool | str, ckpt_dir: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    """The checkpoint to continue from and its path; (None, None) for a new run.
+
+    `resume`: False (new run, unless torchrun restarted the job after a rank died), True (the
+    latest iter_*.pt of `ckpt_dir`) or a checkpoint's path (e.g. RUN/best.pt).
+    """
+    if not resume and elastic_restart() and latest_checkpoint(ckpt_dir) is not None:
+        # torchrun --max-restarts restarted the job after a rank died: continue it
+        resume = True
+    if not resume:
+        return None, None
+    path = latest_checkpoint(ckpt_dir) if resume is True else Path(resume)
+    if path is None:
+        if elastic_restart():
+            return None, None  # restarted before the first checkpoint: start over
+        raise FileNotFoundError(f"--resume: no checkpoint iter_*.pt in {ckpt_dir}; start without --resume")
+    return load_checkpoint(path), path
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is left as it was."""
+
+
+def stop_if_diverged(loss: float, aux_loss: float, it: int, lr: float, ckpt_dir: Path) -> None:
+    """Raise `TrainingDiverged` on every rank when any rank's loss of iteration `it` is not finite."""
+    # every rank stops together: one rank's NaN is all-reduced to all
+    bad = all_reduce_sum(torch.tensor([0.0 if math.isfinite(loss + aux_loss) else 1.0]))
+    if bad.item() > 0:
+        last = latest_checkpoint(ckpt_dir)
+        kept = f"the last good checkpoint {last} is intact" if last else "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"loss became {loss} at iteration {it + 1} (lr {lr:.3g}); stopped before the update, "
+            f"{kept}. Lower train.lr, use train.amp=none, or check the data"
+        )

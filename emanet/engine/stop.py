@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -92,3 +93,16 @@ class StopRequest:
         flag = torch.tensor([self.signum], dtype=torch.int64)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return int(flag.item())
+
+
+def stopped_message(signum: int, done: int, iters: int, checkpoint: Path, run: Path) -> str:
+    """The line a stopped run ends with: the signal, the iteration, the checkpoint, how to resume."""
+    launcher = "emanet train"
+    if is_dist() and world_size() > 1:
+        nproc = os.environ.get("LOCAL_WORLD_SIZE", str(world_size()))
+        launcher = f"torchrun --nproc-per-node {nproc} -m emanet train"
+    name = signal.Signals(signum).name
+    return (
+        f"{name}: stopped after iteration {done}/{iters}, checkpoint {checkpoint}; "
+        f"resume with: {launcher} {run / 'config.yaml'} --resume"
+    )

@@ -6,8 +6,10 @@
 Like detectron2's SimpleTrainer: the pieces come from `builders`, the files go through
 `RunDir`, and `fit()` is one loop: next batch, lr, step, log, checkpoint, evaluate.
 Run directory (`cfg.output_dir`): see `RunDir`, plus checkpoints/iter_*.pt (atomic, last k
-kept) and samples/*.npz. `resume=True` continues bit-identically from the latest checkpoint:
-model (EM bases included), optimizer, iteration, RNG state and data order.
+kept), best.pt (the best evaluation's full state, see `BestTracker`), samples/*.npz, model/
+and, with `train.ema_decay`, model_ema/ (see `WeightEMA`). `resume=True` continues
+bit-identically from the latest checkpoint: model (EM bases included), optimizer, iteration,
+RNG state, data order, the weight average and the best-so-far; `resume=RUN/best.pt` from the best.
 
 Surviving (issue 18): `run.lock` keeps a second run out of the directory; SIGTERM/SIGINT finish
 the step, write a checkpoint and raise `TrainingStopped` (exit 128 + signum); a failed write
@@ -17,9 +19,6 @@ names the file and the cause; a torchrun restart resumes by itself; a dead rank 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from .._version import __version__
 from ..capability import resolve_amp
 from ..data.preflight import preflight, unlabelled_split_message
 from .amp import autocast_context
+from .best import BestTracker
 from .builders import (
     build_model,
     build_train_loader,
@@ -42,22 +42,31 @@ from .builders import (
     resolve_device,
     wrap_ddp,
 )
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, save_best, save_checkpoint
 from .config import Config, config_to_dict
-from .distributed import all_reduce_sum, init_distributed, is_dist
+from .determinism import DeterminismState, restore_determinism, set_deterministic
+from .distributed import init_distributed, is_dist
 from .evaluate import EvalSettings, evaluate
 from .losses import build_loss
 from .resume_check import check_resumable
 from .run_dir import RunDir
-from .run_guard import RankLost, announce_rank, elastic_restart, lock_run_dir, lost_rank_message
+from .run_guard import (
+    RankLost,
+    TrainingDiverged,
+    announce_rank,
+    elastic_restart,
+    find_resume,
+    lock_run_dir,
+    lost_rank_message,
+    stop_if_diverged,
+)
 from .schedule import build_optimizer, poly_lr
-from .stop import StopRequest, TrainingStopped
+from .stop import StopRequest, TrainingStopped, stopped_message
+from .weight_ema import WeightEMA
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingStopped", "RankLost"]
 
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is left as it was."""
+_SUMMARY = ("mIoU", "pixel_acc", "mean_acc")  # the metrics logged at each evaluation
 
 
 class Trainer:
@@ -81,6 +90,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir.checkpoints
         # first, before any work: a second live run in this directory is refused here
         self.lock, leftovers = lock_run_dir(self.run_dir.path, self.ckpt_dir, self.dist)
+        self._determinism: DeterminismState | None = None  # the switches to restore at close
         if leftovers:
             self.run_dir.say(leftovers)
         try:
@@ -91,6 +101,7 @@ class Trainer:
 
     def _build(self, cfg: Config, resume: bool | str) -> None:
         t = cfg.train
+        self._determinism = set_deterministic(t.deterministic)  # before any CUDA work
         announce_rank(self.dist)
         self.micro_batch = micro_batch_size(cfg, self.dist.world_size)
         torch.manual_seed(t.seed)
@@ -116,7 +127,9 @@ class Trainer:
         self.time_offset = 0.0  # training seconds before this process (a resumed run)
         self._clock_start: float | None = None
         self.skipped: list[tuple[str, str]] = []
-        checkpoint, path = self._find_resume(resume)
+        self.best = BestTracker(t.best_metric, t.early_stop_patience, t.early_stop_min_delta)
+        self.ema = WeightEMA(self.model, t.ema_decay) if t.ema_decay else None
+        checkpoint, path = find_resume(resume, self.ckpt_dir)
         earlier = latest_checkpoint(self.ckpt_dir)
         if checkpoint is not None and path is not None:
             self._load_state(checkpoint, path)
@@ -126,15 +139,21 @@ class Trainer:
                 f"({earlier.name}); pass --resume to continue it, or choose another output_dir"
             )
         self.ddp = wrap_ddp(self.model, self.device, self.dist.world_size)
+        if self.ema is not None and checkpoint is None:
+            self.ema.reset(self.model)  # the weights DDP broadcast from rank 0
 
     def close(self) -> None:
         """Release the run directory (also done when `fit` ends, however it ends)."""
         if self.lock is not None:
             self.lock.release()
+        if self._determinism is not None:
+            restore_determinism(self._determinism)
+            self._determinism = None
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
-        """Train to `train.iters`, evaluate, return the metrics (see `evaluate`).
+        """Train to `train.iters`, evaluate, return the metrics (see `evaluate`; with an EMA
+        also "ema_mIoU", "ema_pixel_acc", "ema_mean_acc"; after early stopping "stopped_early").
 
         `stop_at` ends the run after that iteration without evaluating, as an interruption
         would (the checkpoints written so far stay); `resume=True` continues it.
@@ -160,6 +179,8 @@ class Trainer:
         self.model.train()
         start_time = time.perf_counter() - self.time_offset  # `time` continues over resumes
         self._clock_start = start_time
+        if self._eval_due(self.start_iter) and self.best.evaluated < self.start_iter:
+            self._evaluate(self.start_iter)  # due when the run was stopped, and skipped then
         bar = tqdm(
             total=t.iters,
             initial=self.start_iter,
@@ -171,13 +192,15 @@ class Trainer:
             lr = self._set_lr(it)
             try:
                 loss, aux_loss = self._step(batches)
-                self._stop_if_diverged(loss, aux_loss, it, lr)
+                stop_if_diverged(loss, aux_loss, it, lr, self.ckpt_dir)
             except RuntimeError as e:
                 if not is_dist() or isinstance(e, TrainingDiverged):
                     raise
                 raise RankLost(lost_rank_message(self.dist, it, e, latest_checkpoint(self.ckpt_dir))) from e
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.ema is not None:
+                self.ema.update(self.model)  # identical on every rank, as the parameters are
             done = it + 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
@@ -191,24 +214,37 @@ class Trainer:
                 self.run_dir.say(
                     f"iter {done}/{t.iters}  loss {loss:.4f}{aux_text}  lr {lr:.3e}  time {elapsed:.1f}s"
                 )
-            saved = t.checkpoint_every and (done % t.checkpoint_every == 0 or done == t.iters)
+            signum = stop.agreed()  # every rank, every iteration: all stop after the same one
+            # evaluate before saving: the checkpoint then holds this evaluation's best-so-far
+            result = self._evaluate(done) if (not signum and self._eval_due(done)) else None
+            early = result is not None and self.best.should_stop
+            saved = early or (t.checkpoint_every and (done % t.checkpoint_every == 0 or done == t.iters))
             if saved:
                 self._save(done)
-            signum = stop.agreed()  # every rank, every iteration: all stop after the same one
             if signum:
                 bar.close()
                 raise TrainingStopped(signum, self._stopped(done, signum, bool(saved)))
-            if t.eval_every and done % t.eval_every == 0 and done != t.iters:
-                self._evaluate(done, final=False)
+            if early and result is not None:
+                bar.close()
+                self.run_dir.say(self.best.stop_message(done, t.iters, self.run_dir.path / "best.pt"))
+                return self._finish({**result, "stopped_early": done}, start_time)
             if stop_at is not None and done >= stop_at:
                 bar.close()
                 return {"stopped_at": done}
         bar.close()
-        result = self._evaluate(t.iters, final=True)
+        return self._finish(self._evaluate(t.iters), start_time)
+
+    def _finish(self, result: dict[str, Any], start_time: float) -> dict[str, Any]:
+        """eval.json from the last evaluation, the exported model(s), skipped.txt."""
         result["train_time"] = time.perf_counter() - start_time
         result["skipped"] = [list(s) for s in self.skipped]
+        self.run_dir.write_eval(result, self.palette)
         if self.is_main:  # the run as a model: emanet.from_pretrained(run_dir) / Predictor(run_dir)
             self.model.save_pretrained(self.run_dir.path / "model", self.class_names, self.palette)
+            if self.ema is not None:  # from_pretrained(run_dir / "model_ema")
+                self.ema.module.save_pretrained(
+                    self.run_dir.path / "model_ema", self.class_names, self.palette
+                )
         skipped_file = self.run_dir.write_skipped(self.skipped)
         if skipped_file is not None:
             print(f"{len(self.skipped)} bad samples were skipped; the list is in {skipped_file}")
@@ -227,30 +263,15 @@ class Trainer:
         """Write the checkpoint of iteration `done` (unless just written); the resume line."""
         if not saved:
             self._save(done)
-        run = self.run_dir.path
-        launcher = "emanet train"
-        if self.dist.world_size > 1:
-            nproc = os.environ.get("LOCAL_WORLD_SIZE", str(self.dist.world_size))
-            launcher = f"torchrun --nproc-per-node {nproc} -m emanet train"
-        name = signal.Signals(signum).name
-        message = (
-            f"{name}: stopped after iteration {done}/{self.cfg.train.iters}, checkpoint "
-            f"{self.ckpt_dir / f'iter_{done:07d}.pt'}; resume with: {launcher} {run / 'config.yaml'} --resume"
-        )
+        checkpoint = self.ckpt_dir / f"iter_{done:07d}.pt"
+        message = stopped_message(signum, done, self.cfg.train.iters, checkpoint, self.run_dir.path)
         self.run_dir.say(message)
         return message
 
     def _set_lr(self, iteration: int) -> float:
         t = self.cfg.train
-        lr = poly_lr(
-            t.lr,
-            iteration,
-            t.iters,
-            t.poly_power,
-            t.lr_update_every,
-            eta_min=t.poly_eta_min,
-            style=t.lr_schedule,
-        )
+        # the same value on every rank, from the iteration alone (resume-safe)
+        lr = poly_lr(t.lr, iteration, t.iters, t.poly_power, t.lr_update_every, t.poly_eta_min, t.lr_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
@@ -294,32 +315,33 @@ class Trainer:
             total_aux += float(losses.aux.detach()) / t.accumulate
         return total, total_aux
 
-    def _stop_if_diverged(self, loss: float, aux_loss: float, it: int, lr: float) -> None:
-        # every rank stops together: one rank's NaN is all-reduced to all
-        bad = all_reduce_sum(torch.tensor([0.0 if math.isfinite(loss + aux_loss) else 1.0]))
-        if bad.item() > 0:
-            last = latest_checkpoint(self.ckpt_dir)
-            kept = f"the last good checkpoint {last} is intact" if last else "no checkpoint was written yet"
-            raise TrainingDiverged(
-                f"loss became {loss} at iteration {it + 1} (lr {lr:.3g}); stopped before the update, "
-                f"{kept}. Lower train.lr, use train.amp=none, or check the data"
-            )
+    def _eval_due(self, done: int) -> bool:
+        """Whether a periodic evaluation follows iteration `done` (the final one comes after)."""
+        every = self.cfg.train.eval_every
+        return bool(every) and done % every == 0 and 0 < done < self.cfg.train.iters
 
-    def _evaluate(self, iteration: int, final: bool) -> dict[str, Any]:
-        # The validation loader draws from the global RNG; fork it so that a resumed run,
-        # whose checkpoint was saved before this evaluation, stays bit-identical.
+    def _evaluate(self, iteration: int) -> dict[str, Any]:
+        """Evaluate the weights (and their average), log, write best.pt on a new best."""
+        # The validation loader draws from the global RNG; fork it so that the run stays
+        # bit-identical to one that does not evaluate (or resumes after this evaluation).
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             _, loader = build_val_loader(self.cfg, self.dist.rank, self.dist.world_size)
-            sample_dir = self.run_dir.samples if (final and self.is_main) else None
+            sample_dir = self.run_dir.samples if self.is_main else None  # the latest evaluation's
             # the model, not the DDP wrapper: evaluation syncs nothing but the confusion matrix
             result = evaluate(self.model, loader, self.eval_settings, self.device, sample_dir)
+            if self.ema is not None:
+                averaged = evaluate(self.ema.module, loader, self.eval_settings, self.device)
+                result.update({f"ema_{k}": averaged[k] for k in _SUMMARY})
         unlabelled = unlabelled_split_message(result, self.cfg.data.val_split)
         if unlabelled and self.is_main:
             tqdm.write(f"warning: {unlabelled}")
-        metrics = {k: result[k] for k in ("mIoU", "pixel_acc", "mean_acc")}
+        metrics = {k: result[k] for k in result if k.removeprefix("ema_") in _SUMMARY}
         self.run_dir.log({"type": "eval", "iter": iteration, **metrics})
-        if final:
-            self.run_dir.write_eval(result, self.palette)
+        if self.best.update(result, iteration) and self.is_main:
+            path = save_best(self.state_dict(iteration), self.run_dir.path / "best.pt")
+            self.run_dir.say(
+                f"best {self.best.metric} {self.best.value:.4f} at iteration {iteration}: {path}"
+            )
         return result
 
     # -- state ---------------------------------------------------------------------------------
@@ -340,22 +362,9 @@ class Trainer:
             "palette": self.palette,
             "emanet_version": __version__,
             "time": self._elapsed(),
+            "best": self.best.state_dict(),  # and the metric: best.pt's "best" entry
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
-
-    def _find_resume(self, resume: bool | str) -> tuple[dict[str, Any] | None, Path | None]:
-        if not resume and elastic_restart() and latest_checkpoint(self.ckpt_dir) is not None:
-            # torchrun --max-restarts restarted the job after a rank died: continue it
-            resume = True
-        if not resume:
-            return None, None
-        path = latest_checkpoint(self.ckpt_dir) if resume is True else Path(resume)
-        if path is None:
-            if elastic_restart():
-                return None, None  # restarted before the first checkpoint: start over
-            raise FileNotFoundError(
-                f"--resume: no checkpoint iter_*.pt in {self.ckpt_dir}; start without --resume"
-            )
-        return load_checkpoint(path), path
 
     def _load_state(self, ckpt: dict[str, Any], path: Path) -> None:
         check_resumable(ckpt, path, self.model.config, self.class_names, self.model.state_dict())
@@ -364,6 +373,11 @@ class Trainer:
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.start_iter = int(ckpt["iteration"])
+        self.best.load_state_dict(ckpt.get("best"), self.start_iter)
+        if self.ema is not None and "ema" in ckpt:
+            self.ema.load_state_dict(ckpt["ema"])
+        elif self.ema is not None:  # the average starts from the resumed weights
+            self.ema.reset(self.model)
         self.time_offset = float(ckpt.get("time", 0.0))
         restart = f", torchrun restart {elastic_restart()}" if elastic_restart() else ""
         self.run_dir.say(f"resumed from iter {self.start_iter} ({path}{restart})")

@@ -38,6 +38,14 @@ BAD_VALUES = [
     ("data.crop_size=abc", "data.crop_size='abc' has the wrong type; it must be list[int]"),
     ("train.ohem_aux=true", "train.ohem_aux=true needs train.ohem=true"),
     ("train.accumulate=3", "train.batch_size=16 must be divisible by train.accumulate=3"),
+    ("train.ema_decay=1", "train.ema_decay=1 is out of range; it must be in (0, 1)"),
+    ("train.ema_decay=0", "train.ema_decay=0 is out of range; it must be in (0, 1)"),
+    ("train.early_stop_patience=-1", "train.early_stop_patience=-1 is out of range; it must be >= 0"),
+    ("train.early_stop_min_delta=-0.1", "train.early_stop_min_delta=-0.1 is out of range; it must be >= 0"),
+    ("train.early_stop_patience=3", "train.early_stop_patience=3 needs train.eval_every > 0"),
+    ("train.best_metric=ema_mIoU", "train.best_metric='ema_mIoU' needs train.ema_decay"),
+    ("train.best_metric=loss", "train.best_metric='loss' in recipe demo is not valid; choose one of mIoU"),
+    ("train.deterministic=maybe", "train.deterministic='maybe' has the wrong type; it must be bool"),
     ("train.amp=fp8", "train.amp='fp8' in recipe demo is not valid; choose one of auto, none, bf16, fp16"),
 ]
 
