@@ -16,15 +16,17 @@ average without communication; only the main process writes it.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
 
 __all__ = ["WeightEMA"]
 
+M = TypeVar("M", bound=nn.Module)
 
-class WeightEMA:
+
+class WeightEMA(Generic[M]):
     """The moving average of `model`'s weights, starting from its current weights.
 
     Args:
@@ -33,14 +35,15 @@ class WeightEMA:
             roughly the last 1 / (1 - decay) = 1000 steps.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: M, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema decay {decay} must be in (0, 1)")
         self.decay = decay
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.module: M = copy.deepcopy(model).eval().requires_grad_(False)
 
     def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        ema, raw = [], []
+        ema: list[torch.Tensor] = []
+        raw: list[torch.Tensor] = []
         for e, p in zip(self.module.parameters(), model.parameters(), strict=True):
             if e.is_floating_point():
                 ema.append(e)
