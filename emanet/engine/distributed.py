@@ -61,8 +61,30 @@ def init_distributed(device: torch.device) -> DistInfo:
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    timeout = datetime.timedelta(minutes=30)
+    store = _attempt_store(size, timeout)
+    if store is None:
+        dist.init_process_group(backend, timeout=timeout)
+    else:
+        rank_ = int(os.environ["RANK"])
+        dist.init_process_group(backend, store=store, rank=rank_, world_size=size, timeout=timeout)
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def _attempt_store(size: int, timeout: datetime.timedelta) -> dist.Store | None:
+    """torchrun's store, its keys scoped to this attempt (None: not under torchrun's agent store).
+
+    torchrun (2.13) keeps one store server for all attempts of a job and gives the workers no
+    per-attempt prefix: after a restart, a rank could read its peers' addresses from the killed
+    attempt (gloo: "connectFullMesh failed ... Connection refused"). The restart count scopes
+    them; it is the same on every rank when torchrun restarted all workers of the job.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    store = dist.TCPStore(host, port, size, is_master=False, timeout=timeout)
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    return dist.PrefixStore(f"emanet/attempt_{attempt}", store)
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -1,9 +1,10 @@
 """Runs that survive (issue 18), with real processes: SIGTERM/SIGINT at a random iteration of
 a run with loader workers, two runs on one directory, and a 2-rank torchrun job that loses a
-rank (gloo, CPU). All slow."""
+rank (gloo, CPU), with and without restarts. All slow."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -123,16 +124,54 @@ def _torchrun(out: Path, tag: str, restarts: int) -> subprocess.Popen:
         *_overrides(out, iters=8, **{"train.checkpoint_every": 2, "data.num_workers": 0}),
     ]  # fmt: skip
     env = {**ENV, "SURVIVE_TAG": tag}
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def _end(*jobs: subprocess.Popen) -> None:
+    """Kill what is left of `jobs` (torchrun and its workers: each job is a process group)."""
+    for job in jobs:
+        if job.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job.pid, signal.SIGKILL)
+            job.wait(timeout=60)
+
+
+def test_torchrun_restart_after_a_killed_rank_gives_identical_weights(tmp_path):
+    straight = _torchrun(tmp_path / "straight", "straight", 0)
+    out = tmp_path / "killed"
+    job = _torchrun(out, "killed", 1)  # both at once: the two CPUs wait on each other anyway
+    try:
+        victim = _rank_pid("killed", 1)
+        end = time.monotonic() + 300
+        while not (out / "checkpoints/iter_0000002.pt").is_file():
+            assert time.monotonic() < end and job.poll() is None, "no first checkpoint"
+            time.sleep(0.05)
+        _wait_for_iter(out, random.randint(2, 6), job)
+        os.kill(victim, signal.SIGKILL)
+        output = job.communicate(timeout=600)[0]
+        assert job.returncode == 0, output
+        assert straight.wait(timeout=600) == 0, straight.communicate()[0]
+    finally:
+        _end(straight, job)
+    log = (out / "train.log").read_text()
+    assert re.search(r"resumed from iter \d+ \(.*iter_\d+\.pt, torchrun restart 1\)", log), log
+    a = _weights(tmp_path / "straight/checkpoints/iter_0000008.pt")
+    b = _weights(out / "checkpoints/iter_0000008.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_torchrun_without_restarts_exits_naming_the_lost_rank(tmp_path):
     out = tmp_path / "lost"
     job = _torchrun(out, "lost", 0)
-    victim = _rank_pid("lost", 1)
-    _wait_for_iter(out, random.randint(1, 5), job)
-    killed_at = time.monotonic()
-    os.kill(victim, signal.SIGKILL)
-    output = job.communicate(timeout=60)[0]  # bounded: no hang
+    try:
+        victim = _rank_pid("lost", 1)
+        _wait_for_iter(out, random.randint(1, 5), job)
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        output = job.communicate(timeout=60)[0]  # bounded: no hang
+    finally:
+        _end(job)
     assert time.monotonic() - killed_at < 60 and job.returncode != 0
     assert re.search(r"rank 1|local_rank: 1", output), output
