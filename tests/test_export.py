@@ -53,6 +53,7 @@ def test_onnx_attention_output(model, tmp_path):
     torch.testing.assert_close(torch.from_numpy(logits), want["out"], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_export(tmp_path, capsys):
     from emanet.cli import main
 

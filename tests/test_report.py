@@ -200,6 +200,7 @@ def test_report_complete_run(tmp_path):
     assert "is missing" not in page
 
 
+@pytest.mark.slow
 def test_report_interrupted_run_says_what_is_missing(tmp_path):
     run = make_interrupted_run(tmp_path / "run")
     page = write_report(run, out=tmp_path / "out" / "r.html").read_text()
@@ -226,6 +227,7 @@ def test_report_eval_lines_without_eval_json(tmp_path):
     assert "No confusion matrix: eval.json is missing" in page
 
 
+@pytest.mark.slow
 def test_report_empty_dir_and_bad_file(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -242,6 +244,7 @@ def test_report_missing_dir_is_an_error(tmp_path):
         write_report(tmp_path / "nope")
 
 
+@pytest.mark.slow
 def test_report_percent_scale(tmp_path):
     """A trainer that logs percentages (78.3) instead of fractions (0.783) reads the same."""
     run = make_run_dir(tmp_path / "run", num_samples=0)

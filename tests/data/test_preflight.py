@@ -14,6 +14,9 @@ from emanet.data.preflight import preflight, unlabelled_split_message
 from emanet.engine.config import load_config
 from emanet.engine.metrics import ConfusionMatrix
 
+# With loader workers, torch takes ~5 s per worker to shut down after a worker error: full tier.
+WORKERS = [0, pytest.param(2, marks=pytest.mark.slow)]
+
 
 def _cfg(root, *overrides):
     return load_config("folder", [f"data.root={root}", *overrides])
@@ -69,7 +72,7 @@ def _corrupt(root, name):
     (root / "images" / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("num_workers", WORKERS)
 def test_worker_error_is_the_same_one_line(tmp_path, num_workers):
     root = write_folder(tmp_path / "w", {"a": two_region_mask(), "b": two_region_mask()})
     _corrupt(root, "b")
@@ -83,7 +86,7 @@ def test_worker_error_is_the_same_one_line(tmp_path, num_workers):
     assert "\n" not in str(through_loader.value) and "b.png: cannot decode image" in str(direct.value)
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("num_workers", WORKERS)
 def test_skip_bad_samples_stops_when_nothing_is_readable(tmp_path, num_workers):
     root = write_folder(tmp_path / "s", {n: two_region_mask() for n in "abc"})
     for n in "abc":
@@ -99,7 +102,7 @@ def test_skip_bad_samples_stops_when_nothing_is_readable(tmp_path, num_workers):
     assert "\n" not in msg and "no sample of the dataset could be read: all 3 failed" in msg
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("num_workers", WORKERS)
 def test_skip_bad_samples_keeps_going_with_one_good_sample(tmp_path, num_workers):
     root = write_folder(tmp_path / "g", {n: two_region_mask() for n in "abc"})
     _corrupt(root, "a")

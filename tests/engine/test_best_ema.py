@@ -41,6 +41,7 @@ def scripted_miou(monkeypatch):
 
 
 # -- the weight average ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_weight_ema_equals_hand_formula():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))

@@ -122,6 +122,7 @@ def test_return_attention_and_passthrough(images):
         fast.train()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_agrees(precision, images):
     model = _randomise_bn(emanet.create_model("emanet_r18", num_classes=7))

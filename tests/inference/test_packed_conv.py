@@ -74,6 +74,7 @@ def test_other_inputs_run_the_wrapped_conv(wrapper, make_conv):
     assert layer._packed is None
 
 
+@pytest.mark.slow
 def test_compiled_traces_the_plain_conv():
     """Under torch.compile the wrapper is the plain conv (no graph break, nothing packed):
     Inductor packs weights itself."""

@@ -19,6 +19,7 @@ def _gmacs(fn, *args):
     return counter.get_total_flops() / 2e9  # FLOPs = 2 × multiply-adds
 
 
+@pytest.mark.slow
 def test_parameter_counts():
     model = emanet.create_model("emanet_r101")
     assert round(_params(model.backbone) / 1e6, 2) == 42.62
@@ -28,6 +29,7 @@ def test_parameter_counts():
     assert round(_params(head256.fc0, head256.emau) / 1e6, 2) == 4.85  # paper "+4.87 M"
 
 
+@pytest.mark.slow
 def test_multiply_adds_at_513():
     with torch.device("meta"):
         model = emanet.create_model("emanet_r101").eval()

@@ -150,6 +150,7 @@ X = torch.randn(1, 3, 32, 40, generator=torch.Generator().manual_seed(9))
 # ------------------------------------------------------------------ ImageNet backbones
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fmt,depth,stem,kind,wrap",
     [
@@ -192,6 +193,7 @@ def test_backbone_formats(tmp_path, fmt, depth, stem, kind, wrap):
     assert "backbone_weights" not in model.config  # the weights live in the saved model
 
 
+@pytest.mark.slow
 def test_backbone_weights_not_in_config_and_roundtrip(tmp_path):
     path = _save(torchvision_sd(18), tmp_path / "resnet18.pth")
     model = emanet.create_model("fcn_r18", 4, stem="classic", backbone_weights=str(path)).eval()
@@ -238,6 +240,7 @@ def test_backbone_stem_and_depth_mismatch_hint(tmp_path):
         emanet.create_model("fcn_r34", 4, backbone_weights=path)
 
 
+@pytest.mark.slow
 def test_backbone_resnet_d_is_refused():
     sd = {"conv1.0.weight": torch.zeros(32, 3, 3, 3), "layer1.0.downsample.2.weight": torch.zeros(256)}
     with pytest.raises(ValueError, match="ResNet-D"):
@@ -274,6 +277,7 @@ def test_official_layout_roundtrip_and_forward(official, official_model):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["module-prefix-file", "bare-no-counters"])
 def test_official_wrappers(tmp_path, official, official_model, variant):
     if variant == "module-prefix-file":
@@ -297,6 +301,7 @@ def test_official_resnet101_depth_from_layer3():
     assert_same(export_official(model, num_batches_tracked=False), sd)
 
 
+@pytest.mark.slow
 def test_official_errors(tmp_path, official):
     with pytest.raises(ValueError, match=r"num_classes=19 was given but .* has 21 classes \(fc2.weight"):
         load_official(official, num_classes=19)
@@ -353,6 +358,7 @@ def mmseg_model(mmseg):  # OpenMMLab 0.x meta
     return load_mmseg({"state_dict": mmseg, "meta": {"CLASSES": tuple(CLASSES), "PALETTE": PALETTE}})
 
 
+@pytest.mark.slow
 def test_mmseg_layout_roundtrip_and_forward(mmseg, mmseg_model):
     model = mmseg_model
     assert model.class_names == CLASSES and model.palette == PALETTE

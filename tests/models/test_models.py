@@ -152,6 +152,7 @@ def test_attention_needs_ema_head():
         _model("fcn_r18").eval()(torch.randn(1, 3, 32, 32), return_attention=True)
 
 
+@pytest.mark.slow
 def test_from_pretrained_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json not found"):
         emanet.from_pretrained(tmp_path)

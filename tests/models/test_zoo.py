@@ -158,6 +158,7 @@ def test_full_model_by_name(tmp_path, home, monkeypatch):
         assert len(server.hits) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fault,key",
     [
@@ -184,6 +185,7 @@ def test_bad_downloads_leave_nothing(tmp_path, home, fault, key):
     assert not home.exists() or list(home.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("var", ["EMANET_OFFLINE", "HF_HUB_OFFLINE"])
 def test_offline_names_url_and_path(home, monkeypatch, var):
     monkeypatch.setenv(var, "1")
