@@ -47,23 +47,25 @@ run model_r101_onnx default_malloc $PY benchmarks/bench_model.py --threads 2 --m
   --rounds 3 --compile --onnx --json $OUT/model_r101_onnx.json
 run train_step_r50 default_malloc $PY benchmarks/bench_train_step.py --model emanet_r50 --size 256 --batch 2 \
   --steps 5 --threads 2
+# The demo recipe as it was when these figures were recorded (128² scenes, SGD lr 0.01).
+OLD_DEMO=('data.options={"size": 128}' 'data.crop_size=[128,128]' train.optimizer=sgd train.lr=0.01 train.bias_lr_mult=2.0)
 if [ ! -d "$TRAINED/checkpoints" ]; then
-  $PY -m emanet train demo model.name=emanet_r101 'model.options={}' train.iters=400 train.batch_size=8 \
+  $PY -m emanet train demo "${OLD_DEMO[@]}" model.name=emanet_r101 'model.options={}' train.iters=400 train.batch_size=8 \
     train.checkpoint_every=200 output_dir="$TRAINED" --no-progress
-  $PY -m emanet train demo model.name=emanet_r101 'model.options={}' train.iters=1000 train.batch_size=8 \
+  $PY -m emanet train demo "${OLD_DEMO[@]}" model.name=emanet_r101 'model.options={}' train.iters=1000 train.batch_size=8 \
     train.checkpoint_every=200 output_dir="$TRAINED" --resume --no-progress
 fi
 run agreement_r101_128 $PY benchmarks/bench_agreement.py "$TRAINED" --threads 2 --json $OUT/agreement_r101_128.json
 run agreement_r101_513 $PY benchmarks/bench_agreement.py "$TRAINED" --threads 2 --size 513 --limit 20 \
   --json $OUT/agreement_r101_513.json
 if [ ! -d "$TRAINED_513/checkpoints" ]; then
-  $PY -m emanet train demo model.name=emanet_r101 'model.options={}' 'data.crop_size=[513,513]' \
+  $PY -m emanet train demo "${OLD_DEMO[@]}" model.name=emanet_r101 'model.options={}' 'data.crop_size=[513,513]' \
     'data.scales=[4.0078125]' train.batch_size=2 train.iters=1150 train.checkpoint_every=50 \
     output_dir="$TRAINED_513" --resume "$TRAINED/checkpoints/iter_0001000.pt" --no-progress
 fi
 run agreement_r101_finetuned_513 $PY benchmarks/bench_agreement.py "$TRAINED_513" --threads 2 --size 513 \
   --compile --json $OUT/agreement_r101_finetuned_513.json
-if [ -d runs/demo/emanet_r18/checkpoints ]; then  # written by `make demo`
+if [ -d runs/demo/emanet_r18/checkpoints ]; then  # written by `make demo` (recorded: the 128² demo)
   run agreement_r18_demo_128 $PY benchmarks/bench_agreement.py runs/demo/emanet_r18 --threads 2 \
     --json $OUT/agreement_r18_demo_128.json
 fi

@@ -84,7 +84,9 @@ class TrainConfig:
     batch_size: int = 16  # global batch, over all processes and accumulation steps
     accumulate: int = 1  # gradient accumulation steps per iteration
     lr: float = 0.009
-    momentum: float = 0.9
+    # "sgd" (momentum; every reference recipe) | "adamw" (torch AdamW, betas 0.9/0.999)
+    optimizer: str = "sgd"
+    momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     lr_update_every: int = 10  # authors recompute the poly lr every 10 iterations
@@ -149,6 +151,7 @@ class Config:
 _CHOICES = {
     "train.amp": ("auto", "none", "bf16", "fp16"),
     "train.lr_schedule": ("authors", "mmengine"),
+    "train.optimizer": ("sgd", "adamw"),
     "data.pipeline": ("authors", "openmmlab"),
     "train.loss_normalize": ("all_pixels", "valid_pixels"),
     "train.best_metric": ("mIoU", "ema_mIoU"),

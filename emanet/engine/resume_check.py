@@ -57,6 +57,7 @@ def check_resumable(
     model_config: Mapping[str, Any],
     class_names: list[str],
     state: Mapping[str, torch.Tensor],
+    optimizer: str | None = None,
 ) -> None:
     """Raise `ResumeMismatch` unless `ckpt` (loaded from `path`) can continue this run.
 
@@ -66,6 +67,7 @@ def check_resumable(
         model_config: the configured model's `config` (name, num_classes, options).
         class_names: the configured dataset's classes.
         state: the configured model's state dict.
+        optimizer: the configured `train.optimizer` ("sgd" | "adamw"); None: not checked.
     """
     if not (isinstance(ckpt, Mapping) and all(k in ckpt for k in _TRAINING_KEYS)):
         raise ResumeMismatch(
@@ -85,8 +87,22 @@ def check_resumable(
         diffs.append(f"classes: {len(saved_classes)} in the checkpoint, {len(class_names)} now{detail}")
     if isinstance(ckpt["model"], Mapping):
         diffs += _shape_differences(ckpt["model"], state)
+    saved_optimizer = _optimizer_kind(ckpt["optimizer"])
+    if optimizer is not None and saved_optimizer not in (None, optimizer):
+        diffs.append(f"train.optimizer {saved_optimizer!r} in the checkpoint, {optimizer!r} now")
     if diffs:
         raise ResumeMismatch(
             f"cannot resume from {path}: it does not match the configuration: {'; '.join(diffs)}. "
             "Resume with the run's own settings (its config.yaml), or start a new output_dir"
         )
+
+
+def _optimizer_kind(optimizer_state: Any) -> str | None:
+    """The optimiser ("sgd" or "adamw") a saved state's buffers belong to; None before a step."""
+    state = optimizer_state.get("state", {}) if isinstance(optimizer_state, Mapping) else {}
+    buffers = {key for entry in state.values() if isinstance(entry, Mapping) for key in entry}
+    if "exp_avg" in buffers:
+        return "adamw"
+    if "momentum_buffer" in buffers:
+        return "sgd"
+    return None

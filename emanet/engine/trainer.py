@@ -117,7 +117,7 @@ class Trainer:
 
         self.model = build_model(cfg, self.num_classes, self.device)
         self.optimizer = build_optimizer(
-            self.model, t.lr, t.momentum, t.weight_decay, t.bias_lr_mult, decay_all=t.decay_all
+            self.model, t.lr, t.momentum, t.weight_decay, t.bias_lr_mult, t.decay_all, t.optimizer
         )
         self.loss_fn = build_loss(cfg, self.train_set)
         self.scaler = torch.amp.GradScaler(
@@ -367,7 +367,9 @@ class Trainer:
         }
 
     def _load_state(self, ckpt: dict[str, Any], path: Path) -> None:
-        check_resumable(ckpt, path, self.model.config, self.class_names, self.model.state_dict())
+        check_resumable(
+            ckpt, path, self.model.config, self.class_names, self.model.state_dict(), self.cfg.train.optimizer
+        )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from state_helpers import assert_optimizer_states_equal, assert_states_equal
 from torch import nn
 
 import emanet
@@ -17,12 +18,6 @@ from emanet.engine.checkpoint import list_checkpoints, load_checkpoint
 from emanet.engine.determinism import CUBLAS_WORKSPACE, restore_determinism, set_deterministic
 from emanet.engine.trainer import Trainer
 from emanet.engine.weight_ema import WeightEMA
-
-
-def _states_equal(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 @pytest.fixture
@@ -63,7 +58,7 @@ def test_weight_ema_equals_hand_formula():
         torch.testing.assert_close(averaged[k].double(), expected, rtol=1e-6, atol=1e-7)
         assert not torch.equal(averaged[k].double(), p3[k])
     # buffers are copied: BN running statistics and the batch counter as the model's
-    _states_equal(dict(ema.module.named_buffers()), dict(model.named_buffers()))
+    assert_states_equal(dict(ema.module.named_buffers()), dict(model.named_buffers()))
     assert int(ema.module[1].num_batches_tracked) == 3
     assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
 
@@ -114,9 +109,8 @@ def test_best_pt_holds_the_best_state_and_resumes_bit_identically(tiny_config, s
     resumed = Trainer(tiny_config("resumed", **extra), resume=str(run / "best.pt"), progress=False)
     assert resumed.start_iter == 4 and resumed.best.value == 0.7
     resumed.fit()
-    _states_equal(straight.model.state_dict(), resumed.model.state_dict())
-    sa, sb = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
-    assert all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
+    assert_states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    assert_optimizer_states_equal(straight.optimizer, resumed.optimizer)
     assert not scripted_miou
 
 
@@ -153,8 +147,8 @@ def test_ema_is_evaluated_exported_and_resumes_bit_identically(tiny_config):
     resumed = Trainer(tiny_config("resumed", **extra), resume=True, progress=False)
     assert resumed.start_iter == 2
     resumed.fit()
-    _states_equal(straight.model.state_dict(), resumed.model.state_dict())
-    _states_equal(straight.ema.state_dict(), resumed.ema.state_dict())
+    assert_states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    assert_states_equal(straight.ema.state_dict(), resumed.ema.state_dict())
     raw, avg = straight.model.state_dict(), straight.ema.state_dict()
     assert any(not torch.equal(raw[k], avg[k]) for k in raw)
 
@@ -165,7 +159,7 @@ def test_ema_is_evaluated_exported_and_resumes_bit_identically(tiny_config):
     assert [x["iter"] for x in evals] == [2, 4] and all("ema_mIoU" in x for x in evals)
     assert load_checkpoint(run / "best.pt")["best"]["metric"] == "ema_mIoU"
     exported = emanet.from_pretrained(run / "model_ema")
-    _states_equal(exported.state_dict(), {k: v.cpu() for k, v in avg.items()})
+    assert_states_equal(exported.state_dict(), {k: v.cpu() for k, v in avg.items()})
 
 
 # -- train.deterministic ------------------------------------------------------------------------

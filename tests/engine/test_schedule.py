@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import emanet
-from emanet.engine.schedule import param_groups, poly_lr
+from emanet.engine.schedule import build_optimizer, param_groups, poly_lr
 
 
 def test_authors_parameter_groups():
@@ -74,3 +75,33 @@ def test_decay_all_puts_weight_decay_on_every_group():
     model = emanet.create_model("emanet_r18", num_classes=3, ema_channels=32, channels=16)
     groups = param_groups(model, lr=0.01, weight_decay=5e-4, bias_lr_mult=1.0, decay_all=True)
     assert {g["weight_decay"] for g in groups} == {5e-4}
+
+
+@pytest.mark.parametrize(("name", "kind"), [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)])
+def test_build_optimizer_keeps_the_groups_for_either_optimizer(name, kind):
+    model = emanet.create_model("emanet_r18", num_classes=3, ema_channels=32, channels=16)
+    opt = build_optimizer(model, lr=1e-3, momentum=0.9, weight_decay=1e-4, bias_lr_mult=2.0, name=name)
+    assert type(opt) is kind
+    assert [(g["group"], g["lr"], g["weight_decay"]) for g in opt.param_groups] == [
+        ("weights", 1e-3, 1e-4),
+        ("norm", 1e-3, 0.0),
+        ("bias", 2e-3, 0.0),
+    ]
+
+
+def test_adamw_step_follows_the_decoupled_update():
+    """One step on one weight against AdamW's formula (Loshchilov & Hutter, as torch documents it):
+    w <- w - lr*wd*w - lr * m_hat / (sqrt(v_hat) + eps), m_hat = g, v_hat = g^2 after one step."""
+    conv = torch.nn.Conv2d(2, 2, 1, bias=False)
+    before = conv.weight.detach().clone()
+    opt = build_optimizer(conv, lr=0.01, momentum=0.9, weight_decay=0.1, bias_lr_mult=2.0, name="adamw")
+    conv(torch.randn(1, 2, 3, 3)).square().sum().backward()
+    grad = conv.weight.grad.clone()
+    opt.step()
+    expected = before * (1 - 0.01 * 0.1) - 0.01 * grad / (grad.abs() + 1e-8)
+    torch.testing.assert_close(conv.weight.detach(), expected)
+
+
+def test_build_optimizer_rejects_unknown_name():
+    with pytest.raises(ValueError, match="sgd, adamw"):
+        build_optimizer(torch.nn.Linear(2, 2), 0.1, 0.9, 0.0, 1.0, name="lamb")

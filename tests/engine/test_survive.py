@@ -18,6 +18,7 @@ from emanet.engine.distributed import DistInfo
 from emanet.engine.resume_check import ResumeMismatch, check_resumable
 from emanet.engine.run_guard import lock_run_dir
 from emanet.engine.run_lock import RunLock, RunLocked
+from emanet.engine.schedule import build_optimizer
 from emanet.engine.storage import CheckpointWriteError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +164,19 @@ def test_resume_check_names_file_and_differences():
         assert part in message
     with pytest.raises(ResumeMismatch, match=r"plain state dict of 2 tensors .*not a training checkpoint"):
         check_resumable(model.state_dict(), "w.pt", config, [], model.state_dict())
+
+
+@pytest.mark.parametrize(("saved", "now"), [("sgd", "adamw"), ("adamw", "sgd")])
+def test_resume_check_refuses_another_optimizer(saved, now):
+    """A momentum buffer cannot seed AdamW (nor moments SGD): say so instead of failing in step()."""
+    model = torch.nn.Conv2d(3, 2, 1)
+    opt = build_optimizer(model, 0.01, 0.9, 0.0, 1.0, name=saved)
+    model(torch.randn(1, 3, 2, 2)).sum().backward()
+    opt.step()
+    ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": 1}
+    with pytest.raises(ResumeMismatch, match=f"train.optimizer '{saved}' in the checkpoint, '{now}' now"):
+        check_resumable(ckpt, "run/iter_1.pt", {}, [], model.state_dict(), now)
+    check_resumable(ckpt, "run/iter_1.pt", {}, [], model.state_dict(), saved)  # the same: accepted
 
 
 @pytest.mark.slow

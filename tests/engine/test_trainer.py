@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from state_helpers import assert_optimizer_states_equal, assert_states_equal
 
 from emanet.data.fake import write_fake_dataset
 from emanet.engine.checkpoint import list_checkpoints, load_checkpoint
@@ -18,28 +19,22 @@ from emanet.engine.trainer import Trainer, TrainingDiverged
 pytestmark = pytest.mark.slow
 
 
-def _states_equal(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-
-
-def test_resume_is_bit_identical(tiny_config):
-    straight = Trainer(tiny_config("straight"), progress=False)
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_resume_is_bit_identical(tiny_config, optimizer):
+    straight = Trainer(tiny_config("straight", **{"train.optimizer": optimizer}), progress=False)
     straight.fit()
 
-    interrupted = Trainer(tiny_config("resumed"), progress=False)
+    interrupted = Trainer(tiny_config("resumed", **{"train.optimizer": optimizer}), progress=False)
     assert interrupted.fit(stop_at=2) == {"stopped_at": 2}
-    resumed = Trainer(tiny_config("resumed"), resume=True, progress=False)
+    settings = {"train.optimizer": optimizer}
+    resumed = Trainer(tiny_config("resumed", **settings), resume=True, progress=False)
     assert resumed.start_iter == 2
     resumed.fit()
 
-    _states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    assert_states_equal(straight.model.state_dict(), resumed.model.state_dict())
     bases = "decode_head.emau.bases"
     assert not torch.equal(straight.model.state_dict()[bases], interrupted.model.state_dict()[bases])
-    # the optimiser's momentum buffers too
-    sa, sb = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
-    assert all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
+    assert_optimizer_states_equal(straight.optimizer, resumed.optimizer)  # the buffers too
 
 
 def test_resume_bit_identical_with_dropout_and_evaluation(tiny_config):
@@ -53,7 +48,7 @@ def test_resume_bit_identical_with_dropout_and_evaluation(tiny_config):
     Trainer(tiny_config("resumed", **extra), progress=False).fit(stop_at=2)
     resumed = Trainer(tiny_config("resumed", **extra), resume=True, progress=False)
     resumed.fit()
-    _states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    assert_states_equal(straight.model.state_dict(), resumed.model.state_dict())
     lines = [json.loads(x) for x in (Path(resumed.cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
     assert [(x["type"], x["iter"]) for x in lines] == [
         ("train", 1),
