@@ -24,9 +24,9 @@ from .fileio import write_json
 __all__ = ["run_demo", "DEMO_MODELS"]
 
 # (model name, create_model options): the same ResNet-18, EMA head vs a local FCN head.
-# Identical heads but for the EMA unit, on a half-width ResNet-18 (stages 32, 64,
-# 128, 256; multi_grid None: layer4 dilations 2, 4): 3×3 256->128, [EMAU,] 3×3 128->128,
-# classifier. Half width keeps a training iteration near 0.5 s on 2 AVX2 cores in fp32.
+# Identical heads but for the EMA unit, on a half-width ResNet-18 (stages 32, 64, 128, 256;
+# multi_grid None: layer4 dilations 2, 4): 3×3 256->128, [EMAU,] 3×3 128->128, classifier.
+# Half width keeps a training iteration near 0.5 s on 2 AVX2 cores in fp32.
 # K = 4 bases: a synthetic scene holds three kinds of content (background, stripes, tag); with
 # many more bases than kinds, EM splits the stripes over several bases and shares less between
 # the discs (measured at full width with SGD: K = 16 gave 86.1 mIoU, K = 8 88.0, K = 4 94.8; the

@@ -21,12 +21,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_resume_is_bit_identical(tiny_config, optimizer):
-    straight = Trainer(tiny_config("straight", **{"train.optimizer": optimizer}), progress=False)
+    settings = {"train.optimizer": optimizer}
+    straight = Trainer(tiny_config("straight", **settings), progress=False)
     straight.fit()
 
-    interrupted = Trainer(tiny_config("resumed", **{"train.optimizer": optimizer}), progress=False)
+    interrupted = Trainer(tiny_config("resumed", **settings), progress=False)
     assert interrupted.fit(stop_at=2) == {"stopped_at": 2}
-    settings = {"train.optimizer": optimizer}
     resumed = Trainer(tiny_config("resumed", **settings), resume=True, progress=False)
     assert resumed.start_iter == 2
     resumed.fit()
